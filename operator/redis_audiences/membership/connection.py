@@ -1,0 +1,131 @@
+"""Opening a Redis client for a destination: Standalone, Cluster or Sentinel.
+
+The caller hands over already-resolved values (URL, credentials, PEM data);
+this module knows nothing of Secrets. Clients are opened with
+``decode_responses=False`` because profile keys are bytes: a key that is not
+valid UTF-8 elsewhere in the database must not break a scan.
+
+Limitations: redis-py reads client certificates from files, so PEM data is
+written to a private temporary folder for the client's lifetime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import ssl
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import redis
+from redis.cluster import RedisCluster
+from redis.sentinel import Sentinel
+
+from redis_audiences.membership.errors import ConnectionFailed
+
+Mode = Literal["Standalone", "Cluster", "Sentinel"]
+RedisClient = redis.Redis | RedisCluster
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Everything needed to reach one Redis deployment. Holds secrets: never log it."""
+
+    mode: Mode = "Standalone"
+    url: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_pem: str | None = field(default=None, repr=False)
+    client_cert_pem: str | None = field(default=None, repr=False)
+    client_key_pem: str | None = field(default=None, repr=False)
+    insecure_skip_verify: bool = False
+    sentinel_master: str | None = None
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_password: str | None = field(default=None, repr=False)
+    socket_timeout: float = 60.0
+
+    def describe(self) -> str:
+        """Where this target points, safe for logs: no credentials, no URL."""
+        if self.mode == "Sentinel":
+            nodes = ", ".join(f"{host}:{port}" for host, port in self.sentinels)
+            return f"Sentinel master {self.sentinel_master!r} via {nodes}"
+        parts = urlsplit(self.url or "")
+        try:
+            where = f"{parts.hostname}:{parts.port or 6379}"
+        except ValueError:
+            where = str(parts.hostname)
+        return f"{self.mode} Redis at {where}"
+
+
+@contextlib.contextmanager
+def open_client(target: RedisTarget) -> Iterator[RedisClient]:
+    """Open a client for ``target`` and close it (and its temp files) after."""
+    with tempfile.TemporaryDirectory(prefix="redis-audiences-") as folder:
+        options = _common_options(target, folder)
+        client: RedisClient
+        if target.mode == "Cluster":
+            client = RedisCluster.from_url(_require_url(target), **options)
+        elif target.mode == "Sentinel":
+            client = _sentinel_master(target, options)
+        else:
+            client = redis.Redis.from_url(_require_url(target), **options)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def _require_url(target: RedisTarget) -> str:
+    if not target.url:
+        raise ConnectionFailed(f"{target.mode} destination has no url.")
+    return target.url
+
+
+def _common_options(target: RedisTarget, folder: str) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "decode_responses": False,
+        "socket_connect_timeout": 5.0,
+        "socket_timeout": target.socket_timeout,
+    }
+    if target.username:
+        options["username"] = target.username
+    if target.password:
+        options["password"] = target.password
+    if target.tls or (target.url or "").startswith("rediss://"):
+        options.update(_tls_options(target, folder))
+    return options
+
+
+def _tls_options(target: RedisTarget, folder: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"ssl": True}
+    if target.insecure_skip_verify:
+        options.update(ssl_cert_reqs=ssl.CERT_NONE, ssl_check_hostname=False)
+    if target.ca_pem:
+        options["ssl_ca_data"] = target.ca_pem
+    if target.client_cert_pem and target.client_key_pem:
+        options["ssl_certfile"] = _private_file(folder, "tls.crt", target.client_cert_pem)
+        options["ssl_keyfile"] = _private_file(folder, "tls.key", target.client_key_pem)
+    return options
+
+
+def _private_file(folder: str, name: str, content: str) -> str:
+    path = os.path.join(folder, name)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(content)
+    return path
+
+
+def _sentinel_master(target: RedisTarget, options: dict[str, Any]) -> redis.Redis:
+    if not target.sentinel_master or not target.sentinels:
+        raise ConnectionFailed("Sentinel destination needs sentinel.masterName and sentinels.")
+    sentinel_options = {key: options[key] for key in ("socket_connect_timeout",) if key in options}
+    if target.sentinel_password:
+        sentinel_options["password"] = target.sentinel_password
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options, **options)
+    master: redis.Redis = sentinel.master_for(target.sentinel_master)
+    return master

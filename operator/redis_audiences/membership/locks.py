@@ -1,0 +1,72 @@
+"""One run at a time per audience and destination, across processes.
+
+The lock is a string holding the run's id, set with NX and an expiry so that
+a crashed run frees the audience by itself. A long run renews it between
+batches; the standalone write scripts also check the token atomically before
+each batch, so a run that lost its lock cannot land another write.
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+import redis
+
+from redis_audiences.membership.connection import RedisClient
+from redis_audiences.membership.errors import AudienceLocked, LockLost
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class AudienceLock:
+    """Context manager holding ``key`` for ``token`` while a run writes."""
+
+    def __init__(self, client: RedisClient, key: bytes, token: str, *, ttl: float) -> None:
+        self.client = client
+        self.key = key
+        self.token = token.encode()
+        self.ttl_ms = int(ttl * 1000)
+        self._renewed_at = 0.0
+
+    def __enter__(self) -> AudienceLock:
+        if not self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+            holder = self.client.get(self.key)
+            who = holder.decode(errors="replace") if isinstance(holder, bytes) else "unknown"
+            raise AudienceLocked(
+                f"audience is locked by run {who}; it runs at most one sync at a time "
+                f"(the lock expires {self.ttl_ms // 1000}s after its holder stops)."
+            )
+        self._renewed_at = time.monotonic()
+        return self
+
+    def keep(self) -> None:
+        """Renew the lock when a third of its lifetime has passed."""
+        if time.monotonic() - self._renewed_at < self.ttl_ms / 3000:
+            return
+        if not self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms):
+            raise LockLost("the audience lock expired or was taken over; the run stopped.")
+        self._renewed_at = time.monotonic()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            self.client.eval(_RELEASE, 1, self.key, self.token)
+        except redis.RedisError:
+            pass  # NB: the expiry frees the audience when Redis is back.

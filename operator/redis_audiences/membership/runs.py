@@ -1,0 +1,284 @@
+"""One sync run: stage the source, plan, guard, write, commit the ledger.
+
+Every run first stages the source keys in a Set in Redis (this counts each key
+once, and keeps memory flat however large the audience). Planning then works
+on Sets in Redis:
+
+* Full: a SCAN of every ``*<suffix>`` Set finds the profiles that hold the
+  audience but are not in the source; they are the removals, and every source
+  key is an add. Removals and adds touch disjoint profiles, so a member that
+  stays never loses the audience, not even for a moment.
+* Delta: added = source - ledger and removed = ledger - source, by SDIFFSTORE
+  in the audience's hash-tag slot. Without a ledger, a Delta run runs Full.
+
+Guards (empty source, removal share) are decided before the first write; a
+blocked run writes nothing. Before its first write a run deletes the ledger,
+and it writes the new ledger only after every write succeeded: a run that
+fails half way leaves no ledger, so the next run is a Full run and converges.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+import redis
+
+from redis_audiences.membership.connection import RedisClient
+from redis_audiences.membership.errors import MembershipError
+from redis_audiences.membership.keys import AudienceKeys
+from redis_audiences.membership.locks import AudienceLock
+from redis_audiences.membership.stores import STAGING_TTL_MS, RunKeys, store_for
+
+SyncMode = Literal["Full", "Delta"]
+Outcome = Literal["Succeeded", "Failed", "Blocked"]
+ProgressSink = Callable[[str, int], None]
+WRONG_TYPE_SAMPLE = 10
+
+
+class KeyBatches(Protocol):
+    """Source keys in batches; ``rows`` and ``skipped`` are final once exhausted."""
+
+    rows: int
+    skipped: int
+
+    def __iter__(self) -> Iterator[list[bytes]]: ...
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run; mirrors the activation's spec."""
+
+    mode: SyncMode = "Delta"
+    dry_run: bool = False
+    max_removal_percent: float = 50.0
+    allow_empty_source: bool = False
+    fail_on_wrong_type: bool = False
+    activation: str = ""
+    trigger: str = "Manual"
+    lock_ttl: float = 60.0
+
+
+@dataclass
+class RunReport:
+    """What a run did; the fields of ``status.lastRun``."""
+
+    id: str
+    trigger: str
+    mode: SyncMode
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None = None
+    source_rows: int = 0
+    added: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    members: int | None = None
+    outcome: Outcome = "Succeeded"
+    message: str = ""
+    wrong_type_sample: list[str] = field(default_factory=list)
+
+    @property
+    def duration_seconds(self) -> float:
+        end = self.finished_at or datetime.now(UTC)
+        return round((end - self.started_at).total_seconds(), 3)
+
+
+class _Blocked(Exception):
+    """A safety guard refused the run; nothing was written."""
+
+
+def new_run_id() -> str:
+    """A short random id, unique enough to tell runs apart."""
+    return uuid.uuid4().hex[:12]
+
+
+def run_sync(
+    client: RedisClient,
+    keys: AudienceKeys,
+    source: KeyBatches,
+    options: RunOptions,
+    *,
+    progress: ProgressSink | None = None,
+    run_id: str | None = None,
+) -> RunReport:
+    """Run one sync of ``source`` into the audience ``keys.audience``.
+
+    Never raises for Redis or source failures: they end the run ``Failed``
+    with a one-line message; a guard ends it ``Blocked``.
+    """
+    report = RunReport(
+        id=run_id or new_run_id(), trigger=options.trigger, mode=options.mode,
+        dry_run=options.dry_run, started_at=datetime.now(UTC),
+    )
+    try:
+        with AudienceLock(client, keys.lock, report.id, ttl=options.lock_ttl) as lock:
+            _Run(client, keys, options, report, lock, progress).execute(source)
+    except _Blocked as blocked:
+        report.outcome, report.message = "Blocked", str(blocked)
+    except MembershipError as error:
+        report.outcome, report.message = "Failed", str(error)
+    except redis.RedisError as error:
+        report.outcome, report.message = "Failed", describe_redis_error(error)
+    report.finished_at = datetime.now(UTC)
+    return report
+
+
+def describe_redis_error(error: redis.RedisError) -> str:
+    """One line for a Redis failure, without credentials."""
+    first_line = (str(error).splitlines() or [""])[0]
+    kind = "unreachable" if isinstance(error, redis.ConnectionError) else "error"
+    return f"Redis {kind}: {first_line or type(error).__name__}"
+
+
+class _Run:
+    """The steps of one run, sharing its keys, lock and report."""
+
+    def __init__(
+        self, client: RedisClient, keys: AudienceKeys, options: RunOptions, report: RunReport,
+        lock: AudienceLock, progress: ProgressSink | None,
+    ) -> None:
+        self.client, self.keys, self.options, self.report = client, keys, options, report
+        self.lock = lock
+        self.store = store_for(client)
+        self.run_keys = RunKeys(keys, lock.token, keys.staging(report.id, "wrongtype"))
+        self.staged = keys.staging(report.id, "source")
+        self.adds = keys.staging(report.id, "add")
+        self.removals = keys.staging(report.id, "remove")
+        self._progress = progress
+
+    def execute(self, source: KeyBatches) -> None:
+        try:
+            unique = self.stage(source)
+            current = self.plan()
+            self.guard(unique, current)
+            if self.options.dry_run:
+                self.estimate(unique, current)
+            else:
+                self.write(unique)
+                self.commit()
+        finally:
+            self.clean_up()
+
+    def stage(self, source: KeyBatches) -> int:
+        """Copy the source keys into the staging Set; return how many are unique."""
+        unique = 0
+        for batch in source:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.sadd(self.staged, *batch)
+            pipe.pexpire(self.staged, STAGING_TTL_MS)
+            added, _ = pipe.execute()
+            unique += int(added)
+            self.tick("staged", len(batch))
+        self.report.source_rows, self.report.skipped = source.rows, source.skipped
+        return unique
+
+    def plan(self) -> int:
+        """Fill the removal (and for Delta, add) Sets; return current members."""
+        if self.options.mode == "Delta" and self.client.exists(self.keys.ledger):
+            ledger = self.keys.ledger
+            self.client.sdiffstore(self.adds, [self.staged, ledger])
+            self.client.sdiffstore(self.removals, [ledger, self.staged])
+            for temporary in (self.adds, self.removals):
+                self.client.pexpire(temporary, STAGING_TTL_MS)
+            return int(self.client.scard(ledger))
+        if self.options.mode == "Delta":
+            self.report.mode = "Full"
+            self.note("no ledger from a previous successful run, so this Delta run ran Full")
+        self.adds = self.staged
+        return self.store.collect_stale(
+            self.run_keys, source=self.staged, into=self.removals,
+            progress=lambda n: self.tick("scanned", n),
+        )
+
+    def guard(self, unique: int, current: int) -> None:
+        """Refuse an empty source or a removal share above the limit."""
+        if unique == 0 and not self.options.allow_empty_source:
+            raise _Blocked(
+                f"the source returned no keys ({self.report.source_rows} rows, "
+                f"{self.report.skipped} skipped); set safety.allowEmptySource to empty "
+                "the audience on purpose."
+            )
+        removing = int(self.client.scard(self.removals))
+        share = 100.0 * removing / current if current else 0.0
+        if unique and share > self.options.max_removal_percent:
+            raise _Blocked(
+                f"the run would remove {removing} of {current} members ({share:.1f}%), "
+                f"above safety.maxRemovalPercent {self.options.max_removal_percent:g}."
+            )
+
+    def estimate(self, unique: int, current: int) -> None:
+        """Dry run: count what the writes would change, writing nothing."""
+        self.report.removed = self.apply(self.removals, "check-remove")
+        self.report.added = self.apply(self.adds, "check-add")
+        self.finish_counts(unique)
+        self.report.members = current
+        self.note("dry run: nothing was written")
+
+    def write(self, unique: int) -> None:
+        """Invalidate the ledger, then remove stale members and add new ones."""
+        if self.options.fail_on_wrong_type:
+            self.apply(self.adds, "check-add")
+        self.client.delete(self.keys.ledger)
+        self.report.removed = self.apply(self.removals, "remove")
+        self.report.added = self.apply(self.adds, "add")
+        self.finish_counts(unique)
+
+    def apply(self, profiles: bytes, op: str) -> int:
+        if not self.client.exists(profiles):
+            return 0
+        return self.store.apply(
+            self.run_keys, profiles, op=op,  # type: ignore[arg-type]
+            fail_on_wrong_type=self.options.fail_on_wrong_type,
+            progress=lambda n: self.tick(op, n),
+        )
+
+    def finish_counts(self, unique: int) -> None:
+        """Derive unchanged and skipped; sample the keys of the wrong type."""
+        wrong = int(self.client.scard(self.run_keys.wrongtype))
+        sample = self.client.srandmember(self.run_keys.wrongtype, WRONG_TYPE_SAMPLE) or []
+        self.report.wrong_type_sample = sorted(k.decode(errors="replace") for k in sample)
+        self.report.skipped += wrong
+        self.report.unchanged = max(unique - self.report.added - wrong, 0)
+        if wrong:
+            self.note(f"{wrong} membership keys hold another type and were left unchanged")
+
+    def commit(self) -> None:
+        """Make the staged keys the ledger and publish the metadata hash."""
+        self.lock.keep()
+        if self.client.exists(self.run_keys.wrongtype):
+            self.client.sdiffstore(self.keys.ledger, [self.staged, self.run_keys.wrongtype])
+        elif self.client.exists(self.staged):
+            self.client.rename(self.staged, self.keys.ledger)
+        self.client.persist(self.keys.ledger)
+        members = int(self.client.scard(self.keys.ledger))
+        self.report.members = members
+        self.client.hset(self.keys.meta, mapping={
+            "syncedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+            "members": members,
+            "runId": self.report.id,
+            "mode": self.report.mode,
+            "activation": self.options.activation,
+        })
+
+    def clean_up(self) -> None:
+        temporaries = [self.staged, self.adds, self.removals, self.run_keys.wrongtype]
+        try:
+            for key in dict.fromkeys(temporaries):
+                self.client.delete(key)
+        except redis.RedisError:
+            pass  # NB: every temporary Set has an expiry; Redis drops it later.
+
+    def tick(self, phase: str, count: int) -> None:
+        self.lock.keep()
+        if self._progress:
+            self._progress(phase, count)
+
+    def note(self, text: str) -> None:
+        self.report.message = f"{self.report.message}; {text}" if self.report.message else text
+
