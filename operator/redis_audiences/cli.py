@@ -1,0 +1,162 @@
+"""The ``redis-audiences`` command line.
+
+``sync`` runs activations once from the same manifests ``kubectl apply``
+takes, without Kubernetes. Exit codes: 0 when every run succeeded, 1 when a
+run failed or was blocked, 2 on invalid input. User mistakes print one line
+on stderr, never a traceback; URLs and secrets are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from redis_audiences import __version__
+from redis_audiences.membership import MembershipError, RunReport
+from redis_audiences.membership.runs import ProgressSink
+from redis_audiences.resources import ManifestError, ManifestSet, RedisAudienceActivation
+from redis_audiences.resources import load_manifests
+from redis_audiences.syncing import Overrides, execute, last_run_fields, prepare
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+class UsageError(Exception):
+    """The command line or the manifests are invalid (exit code 2)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``redis-audiences`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except (UsageError, ManifestError) as error:
+        print(f"redis-audiences: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("redis-audiences: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="redis-audiences", description="Keep audience membership in Redis Sets."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sync = commands.add_parser("sync", help="run activations once from manifest files")
+    sync.add_argument("-f", "--filename", dest="files", action="append", required=True,
+                      type=Path, metavar="FILE", help="manifest file (repeatable)")
+    sync.add_argument("--activation", metavar="NAME",
+                      help="run only this activation (NAME or NAMESPACE/NAME)")
+    sync.add_argument("--redis-url", metavar="URL", help="use this Redis instead of the "
+                      "destination's (Standalone)")
+    sync.add_argument("--mode", choices=["full", "delta"], help="override syncMode")
+    sync.add_argument("--dry-run", action="store_true", default=None,
+                      help="plan and report, write nothing")
+    sync.add_argument("--output", choices=["text", "json"], default="text")
+    sync.set_defaults(handler=_sync)
+    return parser
+
+
+def _sync(args: argparse.Namespace) -> int:
+    manifests = load_manifests(args.files)
+    chosen = _chosen_activations(manifests, args.activation)
+    overrides = Overrides(
+        redis_url=args.redis_url,
+        mode={"full": "Full", "delta": "Delta", None: None}[args.mode],
+        dry_run=args.dry_run,
+    )
+    prepared = []
+    for activation in chosen:
+        try:
+            run = prepare(activation, manifests.destination_for(activation), manifests, overrides)
+        except MembershipError as error:
+            raise UsageError(f"{activation.qualified_name}: {error}") from None
+        prepared.append((activation, run))
+
+    show_progress = args.output == "text" and sys.stderr.isatty()
+    reports = []
+    for activation, run in prepared:
+        with _progress(activation, enabled=show_progress) as sink:
+            report = execute(run, progress=sink)
+        reports.append((activation, report))
+        if args.output == "text":
+            print(_text(activation, report), flush=True)
+    if args.output == "json":
+        print(json.dumps([_json(a, r) for a, r in reports], indent=2))
+    failed = any(report.outcome != "Succeeded" for _, report in reports)
+    return EXIT_RUN_FAILED if failed else EXIT_OK
+
+
+def _chosen_activations(
+    manifests: ManifestSet, wanted: str | None
+) -> list[RedisAudienceActivation]:
+    activations = manifests.activations
+    if wanted:
+        activations = [a for a in activations if wanted in (a.meta.name, a.qualified_name)]
+        if not activations:
+            names = ", ".join(a.qualified_name for a in manifests.activations) or "none"
+            raise UsageError(f"no RedisAudienceActivation {wanted!r} in the manifests "
+                             f"(found: {names}).")
+    if not activations:
+        raise UsageError("the manifests hold no RedisAudienceActivation.")
+    return activations
+
+
+@contextmanager
+def _progress(activation: RedisAudienceActivation, *, enabled: bool) -> Iterator[ProgressSink]:
+    if not enabled:
+        yield lambda phase, count: None
+        return
+    console = Console(stderr=True)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        totals: dict[str, int] = {}
+        task = bar.add_task(activation.spec.audience_name)
+
+        def sink(phase: str, count: int) -> None:
+            totals[phase] = totals.get(phase, 0) + count
+            done = ", ".join(f"{name} {value:,}" for name, value in totals.items())
+            bar.update(task, description=f"{activation.spec.audience_name}: {done}")
+
+        yield sink
+
+
+def _text(activation: RedisAudienceActivation, report: RunReport) -> str:
+    dry = " (dry run)" if report.dry_run else ""
+    members = "" if report.members is None else f", members {report.members:,}"
+    lines = [
+        f"{activation.qualified_name} -> audience {activation.spec.audience_name!r}: "
+        f"{report.outcome}{dry}, {report.mode} run {report.id} in {report.duration_seconds:.2f}s",
+        f"  rows {report.source_rows:,}, added {report.added:,}, removed {report.removed:,}, "
+        f"unchanged {report.unchanged:,}, skipped {report.skipped:,}{members}",
+    ]
+    if report.message:
+        lines.append(f"  {report.message}")
+    if report.wrong_type_sample:
+        lines.append(f"  keys of another type: {', '.join(report.wrong_type_sample)}")
+    return "\n".join(lines)
+
+
+def _json(activation: RedisAudienceActivation, report: RunReport) -> dict[str, Any]:
+    return {
+        "activation": activation.qualified_name,
+        "audience": activation.spec.audience_name,
+        **last_run_fields(report),
+        "members": report.members,
+        "wrongTypeSample": report.wrong_type_sample,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Whole objects (metadata + spec) and reading them from YAML manifests.
+
+The command line reads the same multi-document YAML that ``kubectl apply``
+takes. Secrets (``data`` or ``stringData``) and ConfigMaps found beside the
+custom resources answer their ``*SecretRef`` and ``configMap`` references, the
+way the API server would in a cluster. Documents of other kinds (a Namespace,
+a Deployment) are ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from redis_audiences.resources.models import (
+    API_VERSION,
+    GROUP,
+    RedisAudienceActivationSpec,
+    RedisDestinationSpec,
+    SecretKeyRef,
+)
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
+
+
+class ManifestError(Exception):
+    """A manifest is unreadable or invalid; the message is one line."""
+
+
+class ObjectMeta(BaseModel):
+    """The parts of ``metadata`` the operator uses."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(min_length=1)
+    namespace: str = "default"
+    generation: int | None = None
+    uid: str | None = None
+
+
+@dataclass(frozen=True)
+class RedisDestination:
+    meta: ObjectMeta
+    spec: RedisDestinationSpec
+
+
+@dataclass(frozen=True)
+class RedisAudienceActivation:
+    meta: ObjectMeta
+    spec: RedisAudienceActivationSpec
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.meta.namespace}/{self.meta.name}"
+
+
+class ObjectLookup(Protocol):
+    """Answers Secret and ConfigMap references, from files or from a cluster."""
+
+    def secret_value(self, namespace: str, ref: SecretKeyRef) -> str: ...
+
+    def config_map_value(self, namespace: str, name: str, key: str) -> str: ...
+
+
+@dataclass
+class ManifestSet(ObjectLookup):
+    """Every object read from a set of manifest files."""
+
+    destinations: dict[tuple[str, str], RedisDestination] = field(default_factory=dict)
+    activations: list[RedisAudienceActivation] = field(default_factory=list)
+    secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def secret_value(self, namespace: str, ref: SecretKeyRef) -> str:
+        data = self.secrets.get((namespace, ref.name))
+        if data is None:
+            raise ManifestError(f"Secret {ref.name!r} not found in namespace {namespace!r}.")
+        if ref.key not in data:
+            raise ManifestError(f"Secret {ref.name!r} has no key {ref.key!r} "
+                                f"(keys: {', '.join(sorted(data)) or 'none'}).")
+        return data[ref.key]
+
+    def config_map_value(self, namespace: str, name: str, key: str) -> str:
+        data = self.config_maps.get((namespace, name))
+        if data is None:
+            raise ManifestError(f"ConfigMap {name!r} not found in namespace {namespace!r}.")
+        if key not in data:
+            raise ManifestError(f"ConfigMap {name!r} has no key {key!r} "
+                                f"(keys: {', '.join(sorted(data)) or 'none'}).")
+        return data[key]
+
+    def destination_for(self, activation: RedisAudienceActivation) -> RedisDestination:
+        name = activation.spec.destination_ref.name
+        found = self.destinations.get((activation.meta.namespace, name))
+        if found is None:
+            raise ManifestError(f"RedisAudienceActivation {activation.meta.name!r} refers to "
+                                f"RedisDestination {name!r}, which is not in the manifests.")
+        return found
+
+
+def load_manifests(paths: Iterable[Path]) -> ManifestSet:
+    """Read every document of every file into one ``ManifestSet``."""
+    found = ManifestSet()
+    for path in paths:
+        for number, document in enumerate(_documents(path), start=1):
+            _add(found, document, f"{path} (document {number})")
+    return found
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        documents = list(yaml.safe_load_all(text))
+    except OSError as error:
+        raise ManifestError(f"cannot read {path}: {error.strerror}.") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ManifestError(f"{path} is not valid YAML{where}: "
+                            f"{getattr(error, 'problem', None) or error}.") from None
+    for number, document in enumerate(documents, start=1):
+        if document is not None and not isinstance(document, dict):
+            raise ManifestError(f"{path} (document {number}) is not a mapping.")
+    return [d for d in documents if d]
+
+
+def _add(found: ManifestSet, document: dict[str, Any], where: str) -> None:
+    kind, api_version = document.get("kind"), str(document.get("apiVersion", ""))
+    if api_version.startswith(f"{GROUP}/") and api_version != API_VERSION:
+        raise ManifestError(f"{where}: apiVersion {api_version!r} is not served; "
+                            f"use {API_VERSION}.")
+    if api_version == API_VERSION and kind == "RedisDestination":
+        meta, spec = _parse(document, RedisDestinationSpec, where)
+        found.destinations[(meta.namespace, meta.name)] = RedisDestination(meta, spec)
+    elif api_version == API_VERSION and kind == "RedisAudienceActivation":
+        meta, spec = _parse(document, RedisAudienceActivationSpec, where)
+        found.activations.append(RedisAudienceActivation(meta, spec))
+    elif api_version == API_VERSION:
+        raise ManifestError(f"{where}: kind {kind!r} is not one of RedisDestination and "
+                            "RedisAudienceActivation.")
+    elif api_version == "v1" and kind == "Secret":
+        meta = _meta(document, where)
+        found.secrets[(meta.namespace, meta.name)] = _secret_data(document, where)
+    elif api_version == "v1" and kind == "ConfigMap":
+        meta = _meta(document, where)
+        found.config_maps[(meta.namespace, meta.name)] = _string_map(document, "data", where)
+
+
+def _parse(
+    document: dict[str, Any], model: type[SpecT], where: str
+) -> tuple[ObjectMeta, SpecT]:
+    meta = _meta(document, where)
+    label = f"{where}: {document['kind']} {meta.name!r}"
+    try:
+        return meta, model.model_validate(document.get("spec") or {})
+    except ValidationError as error:
+        raise ManifestError(f"{label}: {describe_validation_error(error, 'spec')}") from None
+
+
+def _meta(document: dict[str, Any], where: str) -> ObjectMeta:
+    try:
+        return ObjectMeta.model_validate(document.get("metadata") or {})
+    except ValidationError as error:
+        raise ManifestError(f"{where}: {describe_validation_error(error, 'metadata')}") from None
+
+
+def _secret_data(document: dict[str, Any], where: str) -> dict[str, str]:
+    values = {}
+    for key, encoded in _string_map(document, "data", where).items():
+        try:
+            values[key] = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ManifestError(f"{where}: Secret data key {key!r} is not valid base64 "
+                                "of UTF-8 text.") from None
+    values.update(_string_map(document, "stringData", where))
+    return values
+
+
+def _string_map(document: dict[str, Any], name: str, where: str) -> dict[str, str]:
+    data = document.get(name) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ManifestError(f"{where}: {name} must map keys to strings.")
+    return {str(k): v for k, v in data.items()}
+
+
+def describe_validation_error(error: ValidationError, root: str) -> str:
+    """One line naming each bad field and value; URLs are never echoed."""
+    problems = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in (root, *item["loc"]))
+        message = item["msg"].removeprefix("Value error, ")
+        shown = item.get("input")
+        hidden = "url" in str(item["loc"][-1]).lower() if item["loc"] else False
+        if item["type"] not in ("value_error", "missing") and not isinstance(shown, dict) \
+                and not hidden:
+            message = f"{message} (got {shown!r})"
+        problems.append(f"{path}: {message}")
+    return "; ".join(problems) + "."
