@@ -22,8 +22,12 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from redis_audiences import __version__
 from redis_audiences.membership import MembershipError, RunReport
 from redis_audiences.membership.runs import ProgressSink
-from redis_audiences.resources import ManifestError, ManifestSet, RedisAudienceActivation
-from redis_audiences.resources import load_manifests
+from redis_audiences.resources import (
+    ManifestError,
+    ManifestSet,
+    RedisAudienceActivation,
+    load_manifests,
+)
 from redis_audiences.syncing import Overrides, execute, last_run_fields, prepare
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID = 0, 1, 2
@@ -54,15 +58,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sync = commands.add_parser("sync", help="run activations once from manifest files")
-    sync.add_argument("-f", "--filename", dest="files", action="append", required=True,
-                      type=Path, metavar="FILE", help="manifest file (repeatable)")
-    sync.add_argument("--activation", metavar="NAME",
-                      help="run only this activation (NAME or NAMESPACE/NAME)")
-    sync.add_argument("--redis-url", metavar="URL", help="use this Redis instead of the "
-                      "destination's (Standalone)")
+    sync.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="manifest file (repeatable)",
+    )
+    sync.add_argument(
+        "--activation", metavar="NAME", help="run only this activation (NAME or NAMESPACE/NAME)"
+    )
+    sync.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="use this Redis instead of the destination's (Standalone)",
+    )
     sync.add_argument("--mode", choices=["full", "delta"], help="override syncMode")
-    sync.add_argument("--dry-run", action="store_true", default=None,
-                      help="plan and report, write nothing")
+    sync.add_argument(
+        "--dry-run", action="store_true", default=None, help="plan and report, write nothing"
+    )
     sync.add_argument("--output", choices=["text", "json"], default="text")
     sync.set_defaults(handler=_sync)
     return parser
@@ -106,8 +123,9 @@ def _chosen_activations(
         activations = [a for a in activations if wanted in (a.meta.name, a.qualified_name)]
         if not activations:
             names = ", ".join(a.qualified_name for a in manifests.activations) or "none"
-            raise UsageError(f"no RedisAudienceActivation {wanted!r} in the manifests "
-                             f"(found: {names}).")
+            raise UsageError(
+                f"no RedisAudienceActivation {wanted!r} in the manifests (found: {names})."
+            )
     if not activations:
         raise UsageError("the manifests hold no RedisAudienceActivation.")
     return activations

@@ -127,7 +127,7 @@ def _rfc3339(moment: datetime) -> str:
 
 
 def run_options(activation: RedisAudienceActivation, overrides: Overrides) -> RunOptions:
-    """The activation's spec with its defaults, and the command line's overrides."""
+    """The activation's spec with defaults and command-line overrides."""
     spec, safety = activation.spec, activation.spec.safety
     dry_run = overrides.dry_run if overrides.dry_run is not None else bool(spec.dry_run)
     max_removal = safety.max_removal_percent if safety else None
@@ -142,7 +142,9 @@ def run_options(activation: RedisAudienceActivation, overrides: Overrides) -> Ru
     )
 
 
-def audience_keys(activation: RedisAudienceActivation, destination: RedisDestination) -> AudienceKeys:
+def audience_keys(
+    activation: RedisAudienceActivation, destination: RedisDestination
+) -> AudienceKeys:
     """Key names of the activation's audience on its destination."""
     spec = destination.spec
     return AudienceKeys(
@@ -204,8 +206,14 @@ def failed_report(options: RunOptions, message: str) -> RunReport:
     """A report for a run that could not start."""
     now = datetime.now(UTC)
     return RunReport(
-        id=new_run_id(), trigger=options.trigger, mode=options.mode, dry_run=options.dry_run,
-        started_at=now, finished_at=now, outcome="Failed", message=message,
+        id=new_run_id(),
+        trigger=options.trigger,
+        mode=options.mode,
+        dry_run=options.dry_run,
+        started_at=now,
+        finished_at=now,
+        outcome="Failed",
+        message=message,
     )
 
 
@@ -221,7 +229,7 @@ def _host_port(address: str) -> tuple[str, int]:
 
 
 class _Guarded:
-    """A ``KeyStream`` whose source errors become the core's ``SourceFailed``."""
+    """A ``KeyStream`` whose ``SourceError`` becomes ``SourceFailed``."""
 
     def __init__(self, stream: KeyStream) -> None:
         self.stream = stream

@@ -1,4 +1,4 @@
-"""Real Redis servers for integration tests: standalone and a three-primary Cluster.
+"""Real Redis servers for tests: standalone and a three-primary Cluster.
 
 Each is a private ``redis-server`` on free loopback ports, started once per
 test session and stopped after; tests get a flushed database.
@@ -23,7 +23,7 @@ REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
 
 
 def free_port() -> int:
-    """A loopback port that is free, and whose Cluster bus port (+10000) is too."""
+    """A free loopback port whose Cluster bus port (+10000) is free too."""
     for _ in range(1000):
         port = random.randint(20000, 29999)
         if port not in _HANDED_OUT and _is_free(port) and _is_free(port + 10000):

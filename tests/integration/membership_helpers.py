@@ -34,7 +34,7 @@ def sync(
     keys: Sequence[bytes | str],
     **options: object,
 ) -> RunReport:
-    """Run a sync with defaults suited to tests (no removal guard unless asked)."""
+    """Run a sync; the removal guard is off unless asked for."""
     options.setdefault("max_removal_percent", 100.0)
     return run_sync(client, AudienceKeys(audience), ListBatches(keys), RunOptions(**options))  # type: ignore[arg-type]
 
@@ -53,11 +53,13 @@ def snapshot(client: redis.Redis | RedisCluster) -> dict[bytes, object]:
     state: dict[bytes, object] = {}
     for key in _all_keys(client, b"*"):
         kind = client.type(key)
-        value: object = {
-            b"set": lambda: frozenset(client.smembers(key)),
-            b"string": lambda: client.get(key),
-            b"hash": lambda: tuple(sorted(client.hgetall(key).items())),
-        }[kind]()
+        value: object
+        if kind == b"set":
+            value = frozenset(client.smembers(key))
+        elif kind == b"hash":
+            value = tuple(sorted(client.hgetall(key).items()))
+        else:
+            value = client.get(key)
         state[key] = (kind, value)
     return state
 

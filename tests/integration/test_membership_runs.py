@@ -52,9 +52,20 @@ def test_full_sync_scan_reaches_every_key_over_many_pages(client: Client) -> Non
     assert holders(client, "vip") == {b"user:1"}
 
 
-@pytest.mark.parametrize("key", [
-    "a*b", "a?b", "a[bc]d", "back\\slash", "with space", "ünïcødé:客户", "*", "[", "\\",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a*b",
+        "a?b",
+        "a[bc]d",
+        "back\\slash",
+        "with space",
+        "ünïcødé:客户",
+        "*",
+        "[",
+        "\\",
+    ],
+)
 def test_keys_with_glob_characters_spaces_and_non_ascii_are_written_as_they_are(
     client: Client, key: str
 ) -> None:
@@ -83,8 +94,9 @@ def test_glob_characters_in_the_suffix_are_escaped_when_scanning(r: redis.Redis)
     r.sadd("decoys", "vip")
     r.sadd("stale[seg]", "vip")
 
-    report = run_sync(r, keys, ListBatches(["user:1"]), RunOptions(mode="Full",
-                      max_removal_percent=100))
+    report = run_sync(
+        r, keys, ListBatches(["user:1"]), RunOptions(mode="Full", max_removal_percent=100)
+    )
 
     assert report.outcome == "Succeeded", report.message
     assert r.smembers("decoys") == {b"vip"}
@@ -182,8 +194,7 @@ def test_empty_source_is_blocked_and_writes_nothing(client: Client) -> None:
 def test_allowed_empty_source_empties_the_audience(client: Client) -> None:
     sync(client, "vip", ["a", "b"], mode="Full")
 
-    report = sync(client, "vip", [], mode="Delta", allow_empty_source=True,
-                  max_removal_percent=50)
+    report = sync(client, "vip", [], mode="Delta", allow_empty_source=True, max_removal_percent=50)
 
     assert report.outcome == "Succeeded", report.message
     assert holders(client, "vip") == set()
@@ -257,8 +268,13 @@ def test_a_run_that_fails_half_way_converges_when_run_again(r: redis.Redis, mode
             r.config_set("maxmemory", 1)  # every later write script is refused (OOM)
 
     try:
-        failed = run_sync(r, AudienceKeys("vip"), ListBatches(new), RunOptions(
-            mode=mode, max_removal_percent=100), progress=fail_after_first_page)  # type: ignore[arg-type]
+        failed = run_sync(
+            r,
+            AudienceKeys("vip"),
+            ListBatches(new),
+            RunOptions(mode=mode, max_removal_percent=100),
+            progress=fail_after_first_page,
+        )  # type: ignore[arg-type]
     finally:
         r.config_set("maxmemory", 0)
     assert failed.outcome == "Failed"
@@ -282,8 +298,11 @@ def test_a_second_concurrent_run_of_one_audience_reports_it_is_locked(client: Cl
             yield from super().__iter__()
 
     results = {}
-    first = threading.Thread(target=lambda: results.update(first=run_sync(
-        client, AudienceKeys("vip"), SlowBatches(["a"]), RunOptions(mode="Full"))))
+    first = threading.Thread(
+        target=lambda: results.update(
+            first=run_sync(client, AudienceKeys("vip"), SlowBatches(["a"]), RunOptions(mode="Full"))
+        )
+    )
     first.start()
     entered.wait(10)
 
@@ -304,8 +323,13 @@ def test_a_run_that_loses_its_lock_stops_writing(r: redis.Redis) -> None:
         if phase == "add":
             r.set(keys.lock, "someone-else")
 
-    report = run_sync(r, keys, ListBatches([f"k:{n}" for n in range(3000)]),
-                      RunOptions(mode="Full"), progress=steal_lock)
+    report = run_sync(
+        r,
+        keys,
+        ListBatches([f"k:{n}" for n in range(3000)]),
+        RunOptions(mode="Full"),
+        progress=steal_lock,
+    )
 
     assert report.outcome == "Failed"
     assert "lock" in report.message
@@ -329,12 +353,10 @@ def test_cluster_runs_spread_members_over_every_primary(rc: RedisCluster) -> Non
     rc.sadd("stale:2.dinmo_segments", "vip")
 
     full = sync(rc, "vip", keys, mode="Full")
-    delta = sync(rc, "vip", keys[50:] + ["user:new"], mode="Delta")
+    delta = sync(rc, "vip", [*keys[50:], "user:new"], mode="Delta")
 
     assert (full.added, full.removed) == (300, 2)
     assert (delta.mode, delta.added, delta.removed) == ("Delta", 1, 50)
-    assert holders(rc, "vip") == {k.encode() for k in keys[50:] + ["user:new"]}
-    per_node = [
-        rc.get_redis_connection(node).dbsize() for node in rc.get_primaries()
-    ]
+    assert holders(rc, "vip") == {k.encode() for k in [*keys[50:], "user:new"]}
+    per_node = [rc.get_redis_connection(node).dbsize() for node in rc.get_primaries()]
     assert len(per_node) == 3 and min(per_node) > 50

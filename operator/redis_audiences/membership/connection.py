@@ -32,7 +32,7 @@ RedisClient = redis.Redis | RedisCluster
 
 @dataclass(frozen=True)
 class RedisTarget:
-    """Everything needed to reach one Redis deployment. Holds secrets: never log it."""
+    """How to reach one Redis deployment. Holds secrets: never log it."""
 
     mode: Mode = "Standalone"
     url: str | None = field(default=None, repr=False)
@@ -126,6 +126,11 @@ def _sentinel_master(target: RedisTarget, options: dict[str, Any]) -> redis.Redi
     sentinel_options = {key: options[key] for key in ("socket_connect_timeout",) if key in options}
     if target.sentinel_password:
         sentinel_options["password"] = target.sentinel_password
-    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options, **options)
-    master: redis.Redis = sentinel.master_for(target.sentinel_master)
+    # NB: redis-py leaves Sentinel unannotated; the ignores are for that alone.
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels), sentinel_kwargs=sentinel_options, **options
+    )
+    master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        target.sentinel_master
+    )
     return master

@@ -3,12 +3,12 @@
 ::
 
     MembershipError
-    ├── ConnectionFailed    Redis cannot be reached or refused the credentials
+    ├── ConnectionFailed    Redis unreachable or credentials refused
     ├── AudienceLocked      another run holds this audience's lock
-    ├── LockLost            the lock expired or was taken while the run wrote
-    ├── WrongTypeKey        a membership key holds another type (onWrongType: Fail)
-    ├── SourceFailed        the source could not be read (the layer above says why)
-    └── KeyLayoutError      suffix and prefix would make owned keys look like members
+    ├── LockLost            the lock expired or was taken mid-run
+    ├── WrongTypeKey        a membership key is not a Set (Fail)
+    ├── SourceFailed        the source could not be read
+    └── KeyLayoutError      owned keys would look like members
 """
 
 

@@ -58,7 +58,7 @@ class AudienceKeys:
 
     @property
     def ledger(self) -> bytes:
-        """Set of the profile keys the last successful run left in the audience."""
+        """Profile keys the last successful run left in the audience."""
         return self._base + b"ledger"
 
     @property
@@ -67,7 +67,7 @@ class AudienceKeys:
         return self._base + b"lock"
 
     def staging(self, run_id: str, part: str = "source") -> bytes:
-        """Temporary Set of one run (``source``, ``add``, ``remove``, ``wrongtype``)."""
+        """A temporary Set of one run: source, add, remove or wrongtype."""
         return self._base + f"run:{run_id}:{part}".encode()
 
     @property

@@ -8,6 +8,7 @@ each batch, so a run that lost its lock cannot land another write.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from types import TracebackType
 
@@ -66,7 +67,6 @@ class AudienceLock:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        try:
+        # NB: when Redis is unreachable, the expiry frees the audience later.
+        with contextlib.suppress(redis.RedisError):
             self.client.eval(_RELEASE, 1, self.key, self.token)
-        except redis.RedisError:
-            pass  # NB: the expiry frees the audience when Redis is back.

@@ -19,7 +19,6 @@ fails half way leaves no ledger, so the next run is a Full run and converges.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,10 +40,13 @@ WRONG_TYPE_SAMPLE = 10
 
 
 class KeyBatches(Protocol):
-    """Source keys in batches; ``rows`` and ``skipped`` are final once exhausted."""
+    """Key batches; ``rows`` and ``skipped`` are final once exhausted."""
 
-    rows: int
-    skipped: int
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def skipped(self) -> int: ...
 
     def __iter__(self) -> Iterator[list[bytes]]: ...
 
@@ -113,8 +115,11 @@ def run_sync(
     with a one-line message; a guard ends it ``Blocked``.
     """
     report = RunReport(
-        id=run_id or new_run_id(), trigger=options.trigger, mode=options.mode,
-        dry_run=options.dry_run, started_at=datetime.now(UTC),
+        id=run_id or new_run_id(),
+        trigger=options.trigger,
+        mode=options.mode,
+        dry_run=options.dry_run,
+        started_at=datetime.now(UTC),
     )
     try:
         with AudienceLock(client, keys.lock, report.id, ttl=options.lock_ttl) as lock:
@@ -140,8 +145,13 @@ class _Run:
     """The steps of one run, sharing its keys, lock and report."""
 
     def __init__(
-        self, client: RedisClient, keys: AudienceKeys, options: RunOptions, report: RunReport,
-        lock: AudienceLock, progress: ProgressSink | None,
+        self,
+        client: RedisClient,
+        keys: AudienceKeys,
+        options: RunOptions,
+        report: RunReport,
+        lock: AudienceLock,
+        progress: ProgressSink | None,
     ) -> None:
         self.client, self.keys, self.options, self.report = client, keys, options, report
         self.lock = lock
@@ -166,7 +176,7 @@ class _Run:
             self.clean_up()
 
     def stage(self, source: KeyBatches) -> int:
-        """Copy the source keys into the staging Set; return how many are unique."""
+        """Copy source keys into the staging Set; return the unique count."""
         unique = 0
         for batch in source:
             pipe = self.client.pipeline(transaction=False)
@@ -179,11 +189,11 @@ class _Run:
         return unique
 
     def plan(self) -> int:
-        """Fill the removal (and for Delta, add) Sets; return current members."""
+        """Fill the removal (and Delta add) Sets; return current members."""
         if self.options.mode == "Delta" and self.client.exists(self.keys.ledger):
             ledger = self.keys.ledger
-            self.client.sdiffstore(self.adds, [self.staged, ledger])
-            self.client.sdiffstore(self.removals, [ledger, self.staged])
+            self.difference(self.adds, self.staged, ledger)
+            self.difference(self.removals, ledger, self.staged)
             for temporary in (self.adds, self.removals):
                 self.client.pexpire(temporary, STAGING_TTL_MS)
             return int(self.client.scard(ledger))
@@ -192,7 +202,9 @@ class _Run:
             self.note("no ledger from a previous successful run, so this Delta run ran Full")
         self.adds = self.staged
         return self.store.collect_stale(
-            self.run_keys, source=self.staged, into=self.removals,
+            self.run_keys,
+            source=self.staged,
+            into=self.removals,
             progress=lambda n: self.tick("scanned", n),
         )
 
@@ -233,7 +245,9 @@ class _Run:
         if not self.client.exists(profiles):
             return 0
         return self.store.apply(
-            self.run_keys, profiles, op=op,  # type: ignore[arg-type]
+            self.run_keys,
+            profiles,
+            op=op,  # type: ignore[arg-type]
             fail_on_wrong_type=self.options.fail_on_wrong_type,
             progress=lambda n: self.tick(op, n),
         )
@@ -241,8 +255,10 @@ class _Run:
     def finish_counts(self, unique: int) -> None:
         """Derive unchanged and skipped; sample the keys of the wrong type."""
         wrong = int(self.client.scard(self.run_keys.wrongtype))
-        sample = self.client.srandmember(self.run_keys.wrongtype, WRONG_TYPE_SAMPLE) or []
-        self.report.wrong_type_sample = sorted(k.decode(errors="replace") for k in sample)
+        sample: list[bytes] = self.client.srandmember(  # type: ignore[assignment]
+            self.run_keys.wrongtype, WRONG_TYPE_SAMPLE
+        )
+        self.report.wrong_type_sample = sorted(k.decode(errors="replace") for k in sample or [])
         self.report.skipped += wrong
         self.report.unchanged = max(unique - self.report.added - wrong, 0)
         if wrong:
@@ -252,19 +268,27 @@ class _Run:
         """Make the staged keys the ledger and publish the metadata hash."""
         self.lock.keep()
         if self.client.exists(self.run_keys.wrongtype):
-            self.client.sdiffstore(self.keys.ledger, [self.staged, self.run_keys.wrongtype])
+            self.difference(self.keys.ledger, self.staged, self.run_keys.wrongtype)
         elif self.client.exists(self.staged):
             self.client.rename(self.staged, self.keys.ledger)
         self.client.persist(self.keys.ledger)
         members = int(self.client.scard(self.keys.ledger))
         self.report.members = members
-        self.client.hset(self.keys.meta, mapping={
-            "syncedAt": datetime.now(UTC).isoformat(timespec="seconds"),
-            "members": members,
-            "runId": self.report.id,
-            "mode": self.report.mode,
-            "activation": self.options.activation,
-        })
+        self.client.hset(
+            self.keys.meta,
+            mapping={
+                "syncedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+                "members": members,
+                "runId": self.report.id,
+                "mode": self.report.mode,
+                "activation": self.options.activation,
+            },
+        )
+
+    def difference(self, into: bytes, first: bytes, second: bytes) -> None:
+        """SDIFFSTORE into = first - second (one hash-tag slot)."""
+        # NB: redis-py annotates set keys as str; bytes keys work the same.
+        self.client.sdiffstore(into, [first, second])  # type: ignore[arg-type]
 
     def clean_up(self) -> None:
         temporaries = [self.staged, self.adds, self.removals, self.run_keys.wrongtype]
@@ -281,4 +305,3 @@ class _Run:
 
     def note(self, text: str) -> None:
         self.report.message = f"{self.report.message}; {text}" if self.report.message else text
-

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import redis
 from redis.cluster import RedisCluster
@@ -54,9 +54,7 @@ class RunKeys:
 class MembershipStore(Protocol):
     """What a run needs from Redis beyond single commands."""
 
-    def collect_stale(
-        self, run: RunKeys, *, source: bytes, into: bytes, progress: Progress
-    ) -> int:
+    def collect_stale(self, run: RunKeys, *, source: bytes, into: bytes, progress: Progress) -> int:
         """Put holders of the audience missing from ``source`` into ``into``.
 
         Returns how many membership Sets hold the audience now.
@@ -64,10 +62,15 @@ class MembershipStore(Protocol):
         ...
 
     def apply(
-        self, run: RunKeys, profiles: bytes, *, op: Operation, fail_on_wrong_type: bool,
+        self,
+        run: RunKeys,
+        profiles: bytes,
+        *,
+        op: Operation,
+        fail_on_wrong_type: bool,
         progress: Progress,
     ) -> int:
-        """Add or remove (or count, for ``check-*``) the audience for each profile.
+        """Add or remove (``check-*``: count) the audience for each profile.
 
         Returns the number of Sets changed (or that would change).
         """
@@ -85,7 +88,9 @@ _FENCE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LOCKLOST') end
 """
 
-_COLLECT_STALE = _FENCE + """
+_COLLECT_STALE = (
+    _FENCE
+    + """
 local page = redis.call('SCAN', ARGV[2], 'MATCH', ARGV[3], 'COUNT', ARGV[4], 'TYPE', 'set')
 local holders, cut = 0, #ARGV[6]
 for _, key in ipairs(page[2]) do
@@ -100,8 +105,11 @@ end
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[7]) end
 return {page[1], holders}
 """
+)
 
-_APPLY = _FENCE + """
+_APPLY = (
+    _FENCE
+    + """
 local page = redis.call('SSCAN', KEYS[2], ARGV[2], 'COUNT', ARGV[3])
 local audience, suffix, op, fail = ARGV[4], ARGV[5], ARGV[6], ARGV[7] == '1'
 local changed = 0
@@ -120,6 +128,7 @@ for _, profile in ipairs(page[2]) do
 end
 return {page[1], changed}
 """
+)
 
 
 class ScriptedStore:
@@ -130,25 +139,35 @@ class ScriptedStore:
         self._collect = client.register_script(_COLLECT_STALE)
         self._apply = client.register_script(_APPLY)
 
-    def collect_stale(
-        self, run: RunKeys, *, source: bytes, into: bytes, progress: Progress
-    ) -> int:
+    def collect_stale(self, run: RunKeys, *, source: bytes, into: bytes, progress: Progress) -> int:
         keys = run.audience
         cursor, holders = b"0", 0
         while True:
             cursor, found = _call(
                 self._collect,
                 [keys.lock, source, into],
-                [run.token, cursor, keys.scan_pattern, PAGE, keys.audience,
-                 keys.suffix, STAGING_TTL_MS],
+                [
+                    run.token,
+                    cursor,
+                    keys.scan_pattern,
+                    PAGE,
+                    keys.audience,
+                    keys.suffix,
+                    STAGING_TTL_MS,
+                ],
             )
-            holders += found
-            progress(found)
+            holders += int(found)
+            progress(int(found))
             if cursor in (b"0", 0):
                 return holders
 
     def apply(
-        self, run: RunKeys, profiles: bytes, *, op: Operation, fail_on_wrong_type: bool,
+        self,
+        run: RunKeys,
+        profiles: bytes,
+        *,
+        op: Operation,
+        fail_on_wrong_type: bool,
         progress: Progress,
     ) -> int:
         keys = run.audience
@@ -157,12 +176,20 @@ class ScriptedStore:
             reply = _call(
                 self._apply,
                 [keys.lock, profiles, run.wrongtype],
-                [run.token, cursor, PAGE, keys.audience, keys.suffix, op,
-                 int(fail_on_wrong_type), STAGING_TTL_MS],
+                [
+                    run.token,
+                    cursor,
+                    PAGE,
+                    keys.audience,
+                    keys.suffix,
+                    op,
+                    int(fail_on_wrong_type),
+                    STAGING_TTL_MS,
+                ],
             )
             if reply[0] == b"WRONGTYPE":
                 raise _wrong_type(keys, reply[1])
-            cursor, done = reply
+            cursor, done = reply[0], int(reply[1])
             changed += done
             progress(done)
             if cursor in (b"0", 0):
@@ -170,16 +197,14 @@ class ScriptedStore:
 
 
 class ClusterStore:
-    """Cluster: pages are read into Python and written by node-grouped pipelines."""
+    """Cluster: pages read into Python, written by node-grouped pipelines."""
 
     def __init__(self, client: RedisCluster) -> None:
         self.client = client
 
-    def collect_stale(
-        self, run: RunKeys, *, source: bytes, into: bytes, progress: Progress
-    ) -> int:
+    def collect_stale(self, run: RunKeys, *, source: bytes, into: bytes, progress: Progress) -> int:
         keys, holders = run.audience, 0
-        for node in self.client.get_primaries():
+        for node in self.client.get_primaries():  # type: ignore[no-untyped-call]
             node_client = self.client.get_redis_connection(node)
             page: list[bytes] = []
             for member_key in node_client.scan_iter(
@@ -193,7 +218,11 @@ class ClusterStore:
         return holders
 
     def _collect_page(
-        self, run: RunKeys, node_client: redis.Redis, page: list[bytes], source: bytes,
+        self,
+        run: RunKeys,
+        node_client: redis.Redis,
+        page: list[bytes],
+        source: bytes,
         into: bytes,
     ) -> int:
         if not page:
@@ -213,14 +242,21 @@ class ClusterStore:
         return len(held)
 
     def apply(
-        self, run: RunKeys, profiles: bytes, *, op: Operation, fail_on_wrong_type: bool,
+        self,
+        run: RunKeys,
+        profiles: bytes,
+        *,
+        op: Operation,
+        fail_on_wrong_type: bool,
         progress: Progress,
     ) -> int:
         cursor, changed = 0, 0
         while True:
             self._check_lock(run)
             cursor, page = self.client.sscan(profiles, cursor, count=PAGE)
-            done = self._apply_page(run, page, op=op, fail_on_wrong_type=fail_on_wrong_type)
+            done = self._apply_page(
+                run, cast(list[bytes], page), op=op, fail_on_wrong_type=fail_on_wrong_type
+            )
             changed += done
             progress(done)
             if cursor == 0:
@@ -230,7 +266,7 @@ class ClusterStore:
         self, run: RunKeys, page: list[bytes], *, op: Operation, fail_on_wrong_type: bool
     ) -> int:
         keys = run.audience
-        pipe = self.client.pipeline()
+        pipe = self.client.pipeline()  # type: ignore[no-untyped-call]
         command = {"add": pipe.sadd, "remove": pipe.srem}.get(op, pipe.sismember)
         for profile in page:
             command(keys.member_key(profile), keys.audience)
@@ -257,12 +293,14 @@ class ClusterStore:
             raise LockLost("the audience lock expired or was taken over; the run stopped.")
 
 
-def _call(script: Script, keys: list[bytes], args: list[object]) -> list[Any]:
+def _call(script: Script, keys: list[bytes], args: list[Any]) -> list[Any]:
     try:
         reply: list[Any] = script(keys=keys, args=args)
     except redis.ResponseError as error:
         if str(error).startswith("LOCKLOST"):
-            raise LockLost("the audience lock expired or was taken over; the run stopped.") from None
+            raise LockLost(
+                "the audience lock expired or was taken over; the run stopped."
+            ) from None
         raise
     return reply
 

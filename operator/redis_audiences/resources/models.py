@@ -102,7 +102,9 @@ class RedisDestinationSpec(Model):
         min_length=1,
         max_length=256,
         pattern=r"^[^{}]*$",
-        description="Prefix of the operator's own keys (metadata, ledger, lock). Default audiences:.",
+        description=(
+            "Prefix of the operator's own keys (metadata, ledger, lock). Default audiences:."
+        ),
     )
 
     @field_validator("url")
@@ -124,8 +126,10 @@ class RedisDestinationSpec(Model):
             if has_url:
                 raise ValueError("mode Sentinel takes no url or urlSecretRef; set sentinel")
         elif has_url != 1:
-            raise ValueError(f"mode {self.mode or 'Standalone'} needs exactly one of url and "
-                             f"urlSecretRef (got {has_url})")
+            raise ValueError(
+                f"mode {self.mode or 'Standalone'} needs exactly one of url and "
+                f"urlSecretRef (got {has_url})"
+            )
         return self
 
     @property
@@ -169,17 +173,23 @@ class SourceSpec(Model):
     @classmethod
     def _http_is_planned(cls, data: Any) -> Any:
         if isinstance(data, dict) and "http" in data:
-            raise ValueError("source.http is planned but not supported yet; use inline, "
-                             "configMap or sql")
+            raise ValueError(
+                "source.http is planned but not supported yet; use inline, configMap or sql"
+            )
         return data
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SourceSpec:
-        chosen = [name for name in ("inline", "configMap", "sql")
-                  if getattr(self, _snake(name)) is not None]
+        chosen = [
+            name
+            for name in ("inline", "configMap", "sql")
+            if getattr(self, _snake(name)) is not None
+        ]
         if len(chosen) != 1:
-            raise ValueError(f"source needs exactly one of inline, configMap and sql "
-                             f"(got {', '.join(chosen) or 'none'})")
+            raise ValueError(
+                f"source needs exactly one of inline, configMap and sql "
+                f"(got {', '.join(chosen) or 'none'})"
+            )
         return self
 
     @property
@@ -192,9 +202,15 @@ class SourceSpec(Model):
 class FieldMapping(Model):
     """Which field of the source rows holds what."""
 
-    redis_key: Annotated[str, Field(min_length=1, description=(
-        "Column or field holding the exact Redis key of the profile; used as it is."
-    ))]
+    redis_key: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description=(
+                "Column or field holding the exact Redis key of the profile; used as it is."
+            ),
+        ),
+    ]
 
 
 class Schedule(Model):
@@ -239,39 +255,55 @@ class Schedule(Model):
 class Safety(Model):
     """Guards that refuse a run instead of writing something surprising."""
 
-    max_removal_percent: float | None = Field(None, ge=0, le=100, description=(
-        "Refuse a run that would remove more than this share of current members (default 50)."
-    ))
-    allow_empty_source: bool | None = Field(None, description=(
-        "A source returning no keys is an error unless true; when true it empties the audience."
-    ))
+    max_removal_percent: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description=(
+            "Refuse a run that would remove more than this share of current members (default 50)."
+        ),
+    )
+    allow_empty_source: bool | None = Field(
+        None,
+        description=(
+            "A source returning no keys is an error unless true; when true it empties the audience."
+        ),
+    )
 
 
 class RedisAudienceActivationSpec(Model):
     """One audience exported to one destination."""
 
     destination_ref: LocalObjectRef = Field(description="RedisDestination in this namespace.")
-    audience_name: str = Field(description=(
-        "Value written into membership Sets: 1-128 letters, digits, '_', '-', '.' or ':', "
-        "starting with a letter or digit."
-    ))
+    audience_name: str = Field(
+        description=(
+            "Value written into membership Sets: 1-128 letters, digits, '_', '-', '.' or ':', "
+            "starting with a letter or digit."
+        )
+    )
     source: SourceSpec = Field(description="Where the keys come from.")
-    field_mapping: FieldMapping | None = Field(None, description=(
-        "Field mapping; redisKey is required for csv, ndjson and sql sources."
-    ))
+    field_mapping: FieldMapping | None = Field(
+        None, description=("Field mapping; redisKey is required for csv, ndjson and sql sources.")
+    )
     sync_mode: Literal["Full", "Delta"] | None = Field(None, description="Full or Delta (default).")
-    schedule: Schedule | None = Field(None, description=(
-        "When to run; without it, runs happen on change and on request only."
-    ))
+    schedule: Schedule | None = Field(
+        None, description=("When to run; without it, runs happen on change and on request only.")
+    )
     suspend: bool | None = Field(None, description="No scheduled runs while true.")
     dry_run: bool | None = Field(None, description="Plan and report, write nothing.")
     safety: Safety | None = Field(None, description="Safety guards.")
-    on_wrong_type: Literal["Skip", "Fail"] | None = Field(None, description=(
-        "What to do with a membership key that holds another type: Skip (default) or Fail."
-    ))
-    deletion_policy: Literal["Remove", "Retain"] | None = Field(None, description=(
-        "Remove (default): deleting the resource removes the audience from every Set."
-    ))
+    on_wrong_type: Literal["Skip", "Fail"] | None = Field(
+        None,
+        description=(
+            "What to do with a membership key that holds another type: Skip (default) or Fail."
+        ),
+    )
+    deletion_policy: Literal["Remove", "Retain"] | None = Field(
+        None,
+        description=(
+            "Remove (default): deleting the resource removes the audience from every Set."
+        ),
+    )
 
     @field_validator("audience_name")
     @classmethod
@@ -280,17 +312,20 @@ class RedisAudienceActivationSpec(Model):
 
     @model_validator(mode="after")
     def _key_field_when_needed(self) -> RedisAudienceActivationSpec:
-        needs = self.source.kind == "sql" or (
-            self.source.config_map is not None and self.source.config_map.format in ("csv", "ndjson")
-        )
-        if needs and self.field_mapping is None:
-            what = "sql" if self.source.kind == "sql" else f"{self.source.config_map.format} configMap"  # type: ignore[union-attr]
-            raise ValueError(f"fieldMapping.redisKey is required for a {what} source")
+        config_map = self.source.config_map
+        if self.source.kind == "sql":
+            needs = "sql"
+        elif config_map is not None and config_map.format in ("csv", "ndjson"):
+            needs = f"{config_map.format} configMap"
+        else:
+            return self
+        if self.field_mapping is None:
+            raise ValueError(f"fieldMapping.redisKey is required for a {needs} source")
         return self
 
 
 def check_audience_name(name: str) -> str:
-    """Return ``name`` when it is a valid audience name, else raise a sentence."""
+    """Return ``name`` when it is a valid audience name; else raise."""
     if not 1 <= len(name) <= 128:
         raise ValueError(f"audienceName {name!r} has {len(name)} characters; use 1 to 128")
     if not name[0].isascii() or not name[0].isalnum():
@@ -298,8 +333,9 @@ def check_audience_name(name: str) -> str:
     bad = sorted({c for c in name if not re.fullmatch(r"[A-Za-z0-9_.:-]", c)})
     if bad:
         shown = ", ".join(repr(c) for c in bad).replace("' '", "a space")
-        raise ValueError(f"audienceName {name!r} contains {shown}; use letters, digits, "
-                         "'_', '-', '.' or ':'")
+        raise ValueError(
+            f"audienceName {name!r} contains {shown}; use letters, digits, '_', '-', '.' or ':'"
+        )
     return name
 
 

@@ -83,8 +83,10 @@ class ManifestSet(ObjectLookup):
         if data is None:
             raise ManifestError(f"Secret {ref.name!r} not found in namespace {namespace!r}.")
         if ref.key not in data:
-            raise ManifestError(f"Secret {ref.name!r} has no key {ref.key!r} "
-                                f"(keys: {', '.join(sorted(data)) or 'none'}).")
+            raise ManifestError(
+                f"Secret {ref.name!r} has no key {ref.key!r} "
+                f"(keys: {', '.join(sorted(data)) or 'none'})."
+            )
         return data[ref.key]
 
     def config_map_value(self, namespace: str, name: str, key: str) -> str:
@@ -92,16 +94,20 @@ class ManifestSet(ObjectLookup):
         if data is None:
             raise ManifestError(f"ConfigMap {name!r} not found in namespace {namespace!r}.")
         if key not in data:
-            raise ManifestError(f"ConfigMap {name!r} has no key {key!r} "
-                                f"(keys: {', '.join(sorted(data)) or 'none'}).")
+            raise ManifestError(
+                f"ConfigMap {name!r} has no key {key!r} "
+                f"(keys: {', '.join(sorted(data)) or 'none'})."
+            )
         return data[key]
 
     def destination_for(self, activation: RedisAudienceActivation) -> RedisDestination:
         name = activation.spec.destination_ref.name
         found = self.destinations.get((activation.meta.namespace, name))
         if found is None:
-            raise ManifestError(f"RedisAudienceActivation {activation.meta.name!r} refers to "
-                                f"RedisDestination {name!r}, which is not in the manifests.")
+            raise ManifestError(
+                f"RedisAudienceActivation {activation.meta.name!r} refers to "
+                f"RedisDestination {name!r}, which is not in the manifests."
+            )
         return found
 
 
@@ -123,8 +129,9 @@ def _documents(path: Path) -> list[dict[str, Any]]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ManifestError(f"{path} is not valid YAML{where}: "
-                            f"{getattr(error, 'problem', None) or error}.") from None
+        raise ManifestError(
+            f"{path} is not valid YAML{where}: {getattr(error, 'problem', None) or error}."
+        ) from None
     for number, document in enumerate(documents, start=1):
         if document is not None and not isinstance(document, dict):
             raise ManifestError(f"{path} (document {number}) is not a mapping.")
@@ -134,17 +141,19 @@ def _documents(path: Path) -> list[dict[str, Any]]:
 def _add(found: ManifestSet, document: dict[str, Any], where: str) -> None:
     kind, api_version = document.get("kind"), str(document.get("apiVersion", ""))
     if api_version.startswith(f"{GROUP}/") and api_version != API_VERSION:
-        raise ManifestError(f"{where}: apiVersion {api_version!r} is not served; "
-                            f"use {API_VERSION}.")
+        raise ManifestError(
+            f"{where}: apiVersion {api_version!r} is not served; use {API_VERSION}."
+        )
     if api_version == API_VERSION and kind == "RedisDestination":
-        meta, spec = _parse(document, RedisDestinationSpec, where)
-        found.destinations[(meta.namespace, meta.name)] = RedisDestination(meta, spec)
+        meta, destination = _parse(document, RedisDestinationSpec, where)
+        found.destinations[(meta.namespace, meta.name)] = RedisDestination(meta, destination)
     elif api_version == API_VERSION and kind == "RedisAudienceActivation":
-        meta, spec = _parse(document, RedisAudienceActivationSpec, where)
-        found.activations.append(RedisAudienceActivation(meta, spec))
+        meta, activation = _parse(document, RedisAudienceActivationSpec, where)
+        found.activations.append(RedisAudienceActivation(meta, activation))
     elif api_version == API_VERSION:
-        raise ManifestError(f"{where}: kind {kind!r} is not one of RedisDestination and "
-                            "RedisAudienceActivation.")
+        raise ManifestError(
+            f"{where}: kind {kind!r} is not one of RedisDestination and RedisAudienceActivation."
+        )
     elif api_version == "v1" and kind == "Secret":
         meta = _meta(document, where)
         found.secrets[(meta.namespace, meta.name)] = _secret_data(document, where)
@@ -153,9 +162,7 @@ def _add(found: ManifestSet, document: dict[str, Any], where: str) -> None:
         found.config_maps[(meta.namespace, meta.name)] = _string_map(document, "data", where)
 
 
-def _parse(
-    document: dict[str, Any], model: type[SpecT], where: str
-) -> tuple[ObjectMeta, SpecT]:
+def _parse(document: dict[str, Any], model: type[SpecT], where: str) -> tuple[ObjectMeta, SpecT]:
     meta = _meta(document, where)
     label = f"{where}: {document['kind']} {meta.name!r}"
     try:
@@ -177,8 +184,9 @@ def _secret_data(document: dict[str, Any], where: str) -> dict[str, str]:
         try:
             values[key] = base64.b64decode(encoded, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            raise ManifestError(f"{where}: Secret data key {key!r} is not valid base64 "
-                                "of UTF-8 text.") from None
+            raise ManifestError(
+                f"{where}: Secret data key {key!r} is not valid base64 of UTF-8 text."
+            ) from None
     values.update(_string_map(document, "stringData", where))
     return values
 
@@ -198,8 +206,11 @@ def describe_validation_error(error: ValidationError, root: str) -> str:
         message = item["msg"].removeprefix("Value error, ")
         shown = item.get("input")
         hidden = "url" in str(item["loc"][-1]).lower() if item["loc"] else False
-        if item["type"] not in ("value_error", "missing") and not isinstance(shown, dict) \
-                and not hidden:
+        if (
+            item["type"] not in ("value_error", "missing")
+            and not isinstance(shown, dict)
+            and not hidden
+        ):
             message = f"{message} (got {shown!r})"
         problems.append(f"{path}: {message}")
     return "; ".join(problems) + "."
