@@ -67,7 +67,7 @@ class AudienceKeys:
         return self._base + b"lock"
 
     def staging(self, run_id: str, part: str = "source") -> bytes:
-        """A temporary Set of one run: source, add, remove or wrongtype."""
+        """A temporary key of one run: source, queue, add, remove, wrongtype."""
         return self._base + f"run:{run_id}:{part}".encode()
 
     @property

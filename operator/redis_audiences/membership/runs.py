@@ -1,20 +1,25 @@
-"""One sync run: stage the source, plan, guard, write, commit the ledger.
+"""One sync run: survey, stage the source, plan, guard, write, commit.
 
-Every run first stages the source keys in a Set in Redis (this counts each key
-once, and keeps memory flat however large the audience). Planning then works
-on Sets in Redis:
+Every run stages the source keys in Redis (a Set that counts each key once,
+and a List of membership keys for fast writing), so memory stays flat however
+large the audience. Planning then works on Sets in the audience's hash-tag
+slot, where SDIFFSTORE works on a Cluster too:
 
-* Full: a SCAN of every ``*<suffix>`` Set finds the profiles that hold the
-  audience but are not in the source; they are the removals, and every source
-  key is an add. Removals and adds touch disjoint profiles, so a member that
+* Full: a SCAN of every ``*<suffix>`` Set collects the profiles that hold the
+  audience now (the survey); removed = holders - source, and every source key
+  is written. Removals and adds touch disjoint profiles, so a member that
   stays never loses the audience, not even for a moment.
-* Delta: added = source - ledger and removed = ledger - source, by SDIFFSTORE
-  in the audience's hash-tag slot. Without a ledger, a Delta run runs Full.
+* Delta: removed = ledger - source and added = source - ledger. Without a
+  ledger, a Delta run runs Full.
 
 Guards (empty source, removal share) are decided before the first write; a
-blocked run writes nothing. Before its first write a run deletes the ledger,
-and it writes the new ledger only after every write succeeded: a run that
-fails half way leaves no ledger, so the next run is a Full run and converges.
+blocked run writes nothing. One case needs no guard: a Full run whose survey
+found no holders can remove nothing, so its adds are written while the
+source is still being read (the first load of an audience, the largest).
+
+Before its first write a run deletes the ledger, and it writes the new ledger
+only after every write succeeded: a run that fails half way leaves no ledger,
+so the next run is a Full run and converges.
 """
 
 from __future__ import annotations
@@ -31,7 +36,13 @@ from redis_audiences.membership.connection import RedisClient
 from redis_audiences.membership.errors import MembershipError
 from redis_audiences.membership.keys import AudienceKeys
 from redis_audiences.membership.locks import AudienceLock
-from redis_audiences.membership.stores import STAGING_TTL_MS, RunKeys, store_for
+from redis_audiences.membership.overlap import OverlappedWriter
+from redis_audiences.membership.stores import (
+    Operation,
+    Profiles,
+    RunKeys,
+    store_for,
+)
 
 SyncMode = Literal["Full", "Delta"]
 Outcome = Literal["Succeeded", "Failed", "Blocked"]
@@ -158,55 +169,81 @@ class _Run:
         self.store = store_for(client)
         self.run_keys = RunKeys(keys, lock.token, keys.staging(report.id, "wrongtype"))
         self.staged = keys.staging(report.id, "source")
-        self.adds = keys.staging(report.id, "add")
-        self.removals = keys.staging(report.id, "remove")
+        self.queue = keys.staging(report.id, "queue")
+        self.holders = keys.staging(report.id, "holders")
+        self.adds = Profiles(self.queue, "list")
+        self.removals = Profiles(keys.staging(report.id, "remove"))
         self._progress = progress
 
     def execute(self, source: KeyBatches) -> None:
         try:
-            unique = self.stage(source)
-            current = self.plan()
-            self.guard(unique, current)
+            current = self.survey()
+            streaming = self.can_stream_adds(current)
+            unique = self.stage(source, streaming=streaming)
+            self.plan(current)
+            self.guard(unique, int(self.client.scard(current)))
             if self.options.dry_run:
                 self.estimate(unique, current)
             else:
-                self.write(unique)
+                self.write(unique, streamed=streaming)
                 self.commit()
         finally:
             self.clean_up()
 
-    def stage(self, source: KeyBatches) -> int:
-        """Copy source keys into the staging Set; return the unique count."""
-        unique = 0
-        for batch in source:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.sadd(self.staged, *batch)
-            pipe.pexpire(self.staged, STAGING_TTL_MS)
-            added, _ = pipe.execute()
-            unique += int(added)
-            self.tick("staged", len(batch))
-        self.report.source_rows, self.report.skipped = source.rows, source.skipped
-        return unique
-
-    def plan(self) -> int:
-        """Fill the removal (and Delta add) Sets; return current members."""
+    def survey(self) -> bytes:
+        """Return the Set of current members: the ledger, or scanned holders."""
         if self.options.mode == "Delta" and self.client.exists(self.keys.ledger):
-            ledger = self.keys.ledger
-            self.difference(self.adds, self.staged, ledger)
-            self.difference(self.removals, ledger, self.staged)
-            for temporary in (self.adds, self.removals):
-                self.client.pexpire(temporary, STAGING_TTL_MS)
-            return int(self.client.scard(ledger))
+            return self.keys.ledger
         if self.options.mode == "Delta":
             self.report.mode = "Full"
             self.note("no ledger from a previous successful run, so this Delta run ran Full")
-        self.adds = self.staged
-        return self.store.collect_stale(
-            self.run_keys,
-            source=self.staged,
-            into=self.removals,
-            progress=lambda n: self.tick("scanned", n),
+        self.store.collect_holders(
+            self.run_keys, into=self.holders, progress=lambda n: self.tick("scanned", n)
         )
+        return self.holders
+
+    def can_stream_adds(self, current: bytes) -> bool:
+        """True when no guard can block, so adds may stream while staging."""
+        options = self.options
+        return (
+            self.report.mode == "Full"
+            and not options.dry_run
+            and not options.fail_on_wrong_type
+            and not self.client.exists(current)
+        )
+
+    def stage(self, source: KeyBatches, *, streaming: bool) -> int:
+        """Stage source keys in the Set and List; return the unique count.
+
+        When ``streaming``, each batch is also written to its membership Sets.
+        """
+        queued = 0
+
+        def send(batch: list[bytes]) -> int:
+            nonlocal queued
+            unique = self.store.stage(self.run_keys, batch, into=self.staged, queue=self.queue)
+            if streaming:
+                if queued == 0:
+                    self.client.delete(self.keys.ledger)
+                written = Profiles(self.queue, "list", start=queued, stop=queued + len(batch))
+                self.report.added += self.apply(written, "add")
+            queued += len(batch)
+            return unique
+
+        with OverlappedWriter(send) as writer:
+            for batch in source:
+                writer.put(batch)
+                self.tick("staged", len(batch))
+            unique = writer.finish()
+        self.report.source_rows, self.report.skipped = source.rows, source.skipped
+        return unique
+
+    def plan(self, current: bytes) -> None:
+        """Fill the removal Set (and for Delta, the add Set)."""
+        self.difference(self.removals.key, current, self.staged)
+        if current == self.keys.ledger:
+            self.adds = Profiles(self.keys.staging(self.report.id, "add"))
+            self.difference(self.adds.key, self.staged, current)
 
     def guard(self, unique: int, current: int) -> None:
         """Refuse an empty source or a removal share above the limit."""
@@ -216,7 +253,7 @@ class _Run:
                 f"{self.report.skipped} skipped); set safety.allowEmptySource to empty "
                 "the audience on purpose."
             )
-        removing = int(self.client.scard(self.removals))
+        removing = int(self.client.scard(self.removals.key))
         share = 100.0 * removing / current if current else 0.0
         if unique and share > self.options.max_removal_percent:
             raise _Blocked(
@@ -224,30 +261,33 @@ class _Run:
                 f"above safety.maxRemovalPercent {self.options.max_removal_percent:g}."
             )
 
-    def estimate(self, unique: int, current: int) -> None:
+    def estimate(self, unique: int, current: bytes) -> None:
         """Dry run: count what the writes would change, writing nothing."""
+        # NB: the staging Set, unlike the List, holds each key once.
+        adds = self.adds if self.adds.kind == "set" else Profiles(self.staged)
         self.report.removed = self.apply(self.removals, "check-remove")
-        self.report.added = self.apply(self.adds, "check-add")
+        self.report.added = self.apply(adds, "check-add")
         self.finish_counts(unique)
-        self.report.members = current
+        self.report.members = int(self.client.scard(current))
         self.note("dry run: nothing was written")
 
-    def write(self, unique: int) -> None:
+    def write(self, unique: int, *, streamed: bool) -> None:
         """Invalidate the ledger, then remove stale members and add new ones."""
         if self.options.fail_on_wrong_type:
             self.apply(self.adds, "check-add")
         self.client.delete(self.keys.ledger)
         self.report.removed = self.apply(self.removals, "remove")
-        self.report.added = self.apply(self.adds, "add")
+        if not streamed:
+            self.report.added = self.apply(self.adds, "add")
         self.finish_counts(unique)
 
-    def apply(self, profiles: bytes, op: str) -> int:
-        if not self.client.exists(profiles):
+    def apply(self, profiles: Profiles, op: Operation) -> int:
+        if not self.client.exists(profiles.key):
             return 0
         return self.store.apply(
             self.run_keys,
             profiles,
-            op=op,  # type: ignore[arg-type]
+            op=op,
             fail_on_wrong_type=self.options.fail_on_wrong_type,
             progress=lambda n: self.tick(op, n),
         )
@@ -291,7 +331,8 @@ class _Run:
         self.client.sdiffstore(into, [first, second])  # type: ignore[arg-type]
 
     def clean_up(self) -> None:
-        temporaries = [self.staged, self.adds, self.removals, self.run_keys.wrongtype]
+        temporaries = [self.staged, self.queue, self.holders, self.adds.key, self.removals.key]
+        temporaries.append(self.run_keys.wrongtype)
         try:
             for key in dict.fromkeys(temporaries):
                 self.client.delete(key)

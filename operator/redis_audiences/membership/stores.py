@@ -1,25 +1,25 @@
 """Batched reads and writes of membership Sets, one way per topology.
 
-A run stages its source keys in a Set, then walks Sets of profile keys to add
-or remove the audience. How that walk is done decides the speed:
+A run walks collections of profiles held in Redis (the holders found by a
+scan, the staged source, the difference Sets of a Delta run) and adds or
+removes the audience for each. How that walk is done decides the speed:
 
-* ``ScriptedStore`` (Standalone, Sentinel) runs each step as a Lua script
-  inside Redis: one SSCAN or SCAN page plus its SADD/SREM per call, so Python
-  does constant work per page of a thousand keys instead of per key. Each
-  script first checks the run's lock token, so a run that lost its lock writes
-  nothing more.
+* ``ScriptedStore`` (Standalone, Sentinel) runs each page as one Lua script
+  inside Redis (a SCAN, SSCAN or LRANGE page plus its SADD/SREM), so Python
+  does constant work per page instead of per key. Each script first checks
+  the run's lock token, so a run that lost its lock writes nothing more.
 * ``ClusterStore`` cannot run a script over keys of many slots, so it reads
   each page into Python and sends one single-key command per profile through
   redis-py's cluster pipeline, which groups commands by node: no command ever
-  spans two slots, so no CROSSSLOT error can occur. Lock checks happen between
-  pages rather than atomically.
+  spans two slots, so no CROSSSLOT error can occur. The lock is checked
+  between pages rather than atomically.
 
 Both count exactly what changed (SADD and SREM replies), and neither modifies
-a key that is not a Set: such keys are recorded in a ``wrongtype`` Set.
+a key that is not a Set: such keys are recorded in the run's ``wrongtype`` Set.
 
-Limitations: SCAN and SSCAN may return an element twice while Redis resizes a
-table; writes stay exact, but the holder count used by the removal guard and
-dry-run estimates can then be slightly high.
+Limitations: SCAN and SSCAN may return an element twice while Redis resizes
+a table; writes and Set sizes stay exact, but dry-run estimates can then be
+slightly high.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
+import hiredis
 import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
@@ -39,7 +40,30 @@ from redis_audiences.membership.keys import AudienceKeys
 Operation = Literal["add", "remove", "check-add", "check-remove"]
 Progress = Callable[[int], None]
 PAGE = 1000
+LIST_PAGE = 5000
 STAGING_TTL_MS = 6 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Profiles:
+    """Profiles held in Redis: a Set of profile keys (walked by SSCAN), or a
+    List of their membership keys (walked by LRANGE from ``start``, up to
+    ``stop`` when given).
+
+    The List is the fast path for a Full run's adds: LRANGE costs a fraction
+    of SSCAN's microsecond per element, and the suffix is already appended.
+    It may hold duplicates, which SADD absorbs.
+    """
+
+    key: bytes
+    kind: Literal["set", "list"] = "set"
+    start: int = 0
+    stop: int | None = None
+
+    def page_size(self, cursor: int) -> int:
+        """How many items the page at ``cursor`` takes."""
+        page = LIST_PAGE if self.kind == "list" else PAGE
+        return page if self.stop is None else min(page, self.stop - cursor)
 
 
 @dataclass(frozen=True)
@@ -54,17 +78,22 @@ class RunKeys:
 class MembershipStore(Protocol):
     """What a run needs from Redis beyond single commands."""
 
-    def collect_stale(self, run: RunKeys, *, source: bytes, into: bytes, progress: Progress) -> int:
-        """Put holders of the audience missing from ``source`` into ``into``.
+    def stage(self, run: RunKeys, keys: list[bytes], *, into: bytes, queue: bytes) -> int:
+        """Add ``keys`` to the Set ``into``, their membership keys to ``queue``.
 
-        Returns how many membership Sets hold the audience now.
+        Returns how many of them were not in the Set yet.
         """
+        ...
+
+    def collect_holders(self, run: RunKeys, *, into: bytes, progress: Progress) -> None:
+        """Scan every membership Set; put the profiles holding the audience
+        into the Set ``into``."""
         ...
 
     def apply(
         self,
         run: RunKeys,
-        profiles: bytes,
+        profiles: Profiles,
         *,
         op: Operation,
         fail_on_wrong_type: bool,
@@ -84,49 +113,67 @@ def store_for(client: RedisClient) -> MembershipStore:
     return ScriptedStore(client)
 
 
+def staging_commands(
+    run: RunKeys, keys: list[bytes], *, into: bytes, queue: bytes
+) -> list[tuple[str | bytes | int, ...]]:
+    """The commands that stage one batch; the first replies the new count."""
+    suffix = run.audience.suffix
+    return [
+        ("SADD", into, *keys),
+        ("RPUSH", queue, *[key + suffix for key in keys]),
+        ("PEXPIRE", into, STAGING_TTL_MS),
+        ("PEXPIRE", queue, STAGING_TTL_MS),
+    ]
+
+
 _FENCE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LOCKLOST') end
 """
 
-_COLLECT_STALE = (
+_COLLECT_HOLDERS = (
     _FENCE
     + """
 local page = redis.call('SCAN', ARGV[2], 'MATCH', ARGV[3], 'COUNT', ARGV[4], 'TYPE', 'set')
-local holders, cut = 0, #ARGV[6]
+local cut = #ARGV[6]
 for _, key in ipairs(page[2]) do
   if redis.call('SISMEMBER', key, ARGV[5]) == 1 then
-    holders = holders + 1
-    local profile = string.sub(key, 1, #key - cut)
-    if redis.call('SISMEMBER', KEYS[2], profile) == 0 then
-      redis.call('SADD', KEYS[3], profile)
-    end
+    redis.call('SADD', KEYS[2], string.sub(key, 1, #key - cut))
   end
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[7]) end
-return {page[1], holders}
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[7]) end
+return {page[1], #page[2]}
 """
 )
 
 _APPLY = (
     _FENCE
     + """
-local page = redis.call('SSCAN', KEYS[2], ARGV[2], 'COUNT', ARGV[3])
+local items, cursor
+if ARGV[9] == 'list' then
+  local start, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+  items = redis.call('LRANGE', KEYS[2], start, start + count - 1)
+  cursor = (#items < count) and '0' or tostring(start + #items)
+else
+  local page = redis.call('SSCAN', KEYS[2], ARGV[2], 'COUNT', ARGV[3])
+  items, cursor = page[2], page[1]
+end
 local audience, suffix, op, fail = ARGV[4], ARGV[5], ARGV[6], ARGV[7] == '1'
+local command = ({add = 'SADD', remove = 'SREM'})[op] or 'SISMEMBER'
+local listed = ARGV[9] == 'list'
 local changed = 0
-for _, profile in ipairs(page[2]) do
-  local reply
-  if op == 'add' then reply = redis.pcall('SADD', profile .. suffix, audience)
-  elseif op == 'remove' then reply = redis.pcall('SREM', profile .. suffix, audience)
-  else reply = redis.pcall('SISMEMBER', profile .. suffix, audience) end
+for _, item in ipairs(items) do
+  local key = listed and item or item .. suffix
+  local reply = redis.pcall(command, key, audience)
   if type(reply) == 'table' and reply.err then
     if string.sub(reply.err, 1, 9) ~= 'WRONGTYPE' then return redis.error_reply(reply.err) end
+    local profile = string.sub(key, 1, #key - #suffix)
     if fail then return {'WRONGTYPE', profile} end
     redis.call('SADD', KEYS[3], profile)
     redis.call('PEXPIRE', KEYS[3], ARGV[8])
-  elseif op == 'add' or op == 'remove' then changed = changed + reply
+  elseif command ~= 'SISMEMBER' then changed = changed + reply
   elseif (op == 'check-add') == (reply == 0) then changed = changed + 1 end
 end
-return {page[1], changed}
+return {cursor, changed}
 """
 )
 
@@ -136,16 +183,34 @@ class ScriptedStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._collect = client.register_script(_COLLECT_STALE)
+        self._collect = client.register_script(_COLLECT_HOLDERS)
         self._apply = client.register_script(_APPLY)
 
-    def collect_stale(self, run: RunKeys, *, source: bytes, into: bytes, progress: Progress) -> int:
+    def stage(self, run: RunKeys, keys: list[bytes], *, into: bytes, queue: bytes) -> int:
+        # NB: packed by hiredis in one call and sent as one write: redis-py's
+        # pipeline spends about as long again in Python per batch.
+        commands = staging_commands(run, keys, into=into, queue=queue)
+        packed = [hiredis.pack_command(command) for command in commands]  # type: ignore[arg-type]
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
+            replies = [connection.read_response() for _ in packed]
+        except BaseException:
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            raise
+        finally:
+            pool.release(connection)
+        added: int = replies[0]
+        return added
+
+    def collect_holders(self, run: RunKeys, *, into: bytes, progress: Progress) -> None:
         keys = run.audience
-        cursor, holders = b"0", 0
+        cursor: bytes | int = b"0"
         while True:
-            cursor, found = _call(
+            cursor, scanned = _call(
                 self._collect,
-                [keys.lock, source, into],
+                [keys.lock, into],
                 [
                     run.token,
                     cursor,
@@ -156,44 +221,45 @@ class ScriptedStore:
                     STAGING_TTL_MS,
                 ],
             )
-            holders += int(found)
-            progress(int(found))
-            if cursor in (b"0", 0):
-                return holders
+            progress(int(scanned))
+            if int(cursor) == 0:
+                return
 
     def apply(
         self,
         run: RunKeys,
-        profiles: bytes,
+        profiles: Profiles,
         *,
         op: Operation,
         fail_on_wrong_type: bool,
         progress: Progress,
     ) -> int:
         keys = run.audience
-        cursor, changed = b"0", 0
-        while True:
+        cursor, changed = profiles.start, 0
+        while profiles.stop is None or cursor < profiles.stop:
             reply = _call(
                 self._apply,
-                [keys.lock, profiles, run.wrongtype],
+                [keys.lock, profiles.key, run.wrongtype],
                 [
                     run.token,
                     cursor,
-                    PAGE,
+                    profiles.page_size(cursor),
                     keys.audience,
                     keys.suffix,
                     op,
                     int(fail_on_wrong_type),
                     STAGING_TTL_MS,
+                    profiles.kind,
                 ],
             )
             if reply[0] == b"WRONGTYPE":
                 raise _wrong_type(keys, reply[1])
-            cursor, done = reply[0], int(reply[1])
+            cursor, done = int(reply[0]), int(reply[1])
             changed += done
             progress(done)
-            if cursor in (b"0", 0):
-                return changed
+            if cursor == 0:
+                break
+        return changed
 
 
 class ClusterStore:
@@ -202,8 +268,15 @@ class ClusterStore:
     def __init__(self, client: RedisCluster) -> None:
         self.client = client
 
-    def collect_stale(self, run: RunKeys, *, source: bytes, into: bytes, progress: Progress) -> int:
-        keys, holders = run.audience, 0
+    def stage(self, run: RunKeys, keys: list[bytes], *, into: bytes, queue: bytes) -> int:
+        pipe = self.client.pipeline()  # type: ignore[no-untyped-call]
+        for command in staging_commands(run, keys, into=into, queue=queue):
+            pipe.execute_command(*command)
+        added: int = pipe.execute()[0]
+        return added
+
+    def collect_holders(self, run: RunKeys, *, into: bytes, progress: Progress) -> None:
+        keys = run.audience
         for node in self.client.get_primaries():  # type: ignore[no-untyped-call]
             node_client = self.client.get_redis_connection(node)
             page: list[bytes] = []
@@ -212,21 +285,17 @@ class ClusterStore:
             ):
                 page.append(member_key)
                 if len(page) >= PAGE:
-                    holders += self._collect_page(run, node_client, page, source, into)
+                    self._collect_page(run, node_client, page, into)
+                    progress(len(page))
                     page = []
-            holders += self._collect_page(run, node_client, page, source, into)
-        return holders
+            self._collect_page(run, node_client, page, into)
+            progress(len(page))
 
     def _collect_page(
-        self,
-        run: RunKeys,
-        node_client: redis.Redis,
-        page: list[bytes],
-        source: bytes,
-        into: bytes,
-    ) -> int:
+        self, run: RunKeys, node_client: redis.Redis, page: list[bytes], into: bytes
+    ) -> None:
         if not page:
-            return 0
+            return
         self._check_lock(run)
         keys = run.audience
         pipe = node_client.pipeline(transaction=False)
@@ -234,33 +303,38 @@ class ClusterStore:
             pipe.sismember(member_key, keys.audience)
         held = [keys.profile_key(k) for k, yes in zip(page, pipe.execute(), strict=True) if yes]
         if held:
-            in_source = self.client.smismember(source, held)
-            stale = [p for p, keep in zip(held, in_source, strict=True) if not keep]
-            if stale:
-                self.client.sadd(into, *stale)
-                self.client.pexpire(into, STAGING_TTL_MS)
-        return len(held)
+            self.client.sadd(into, *held)
+            self.client.pexpire(into, STAGING_TTL_MS)
 
     def apply(
         self,
         run: RunKeys,
-        profiles: bytes,
+        profiles: Profiles,
         *,
         op: Operation,
         fail_on_wrong_type: bool,
         progress: Progress,
     ) -> int:
-        cursor, changed = 0, 0
-        while True:
+        cursor, changed = profiles.start, 0
+        while profiles.stop is None or cursor < profiles.stop:
             self._check_lock(run)
-            cursor, page = self.client.sscan(profiles, cursor, count=PAGE)
-            done = self._apply_page(
-                run, cast(list[bytes], page), op=op, fail_on_wrong_type=fail_on_wrong_type
-            )
+            cursor, page = self._page(run, profiles, cursor)
+            done = self._apply_page(run, page, op=op, fail_on_wrong_type=fail_on_wrong_type)
             changed += done
             progress(done)
             if cursor == 0:
-                return changed
+                break
+        return changed
+
+    def _page(self, run: RunKeys, profiles: Profiles, cursor: int) -> tuple[int, list[bytes]]:
+        """A page of profile keys and the next cursor (0 at the end)."""
+        size = profiles.page_size(cursor)
+        if profiles.kind == "set":
+            next_cursor, page = self.client.sscan(profiles.key, cursor, count=size)
+            return int(next_cursor), cast(list[bytes], page)
+        items = cast(list[bytes], self.client.lrange(profiles.key, cursor, cursor + size - 1))
+        cut = len(run.audience.suffix)
+        return (0 if len(items) < size else cursor + len(items)), [k[:-cut] for k in items]
 
     def _apply_page(
         self, run: RunKeys, page: list[bytes], *, op: Operation, fail_on_wrong_type: bool

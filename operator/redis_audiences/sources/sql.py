@@ -71,12 +71,13 @@ class SqlSource:
 
         with self._failing_as("failed while reading rows"), connection:
             with self._failing_as("failed to run"):
-                streaming = connection.execution_options(stream_results=True, yield_per=batch_size)
+                streaming = connection.execution_options(
+                    stream_results=True, max_row_buffer=batch_size
+                )
                 result = streaming.execute(text(self.query))
             index = self._key_index(result)
 
-            # text() queries ignore the yield_per option; the result takes it.
-            for batch in result.yield_per(batch_size).partitions():
+            for batch in result.partitions(batch_size):
                 yield [row[index] for row in batch]
 
     def _key_index(self, result: CursorResult[object]) -> int:
