@@ -44,7 +44,9 @@ def _is_free(port: int) -> bool:
         return True
 
 
-def start_server(folder: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+def start_server(
+    folder: Path, port: int, *extra: str, wait_port: int | None = None
+) -> subprocess.Popen[bytes]:
     folder.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [
@@ -66,7 +68,7 @@ def start_server(folder: Path, port: int, *extra: str) -> subprocess.Popen[bytes
     )
     for _ in range(250):
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
+            if probe.connect_ex(("127.0.0.1", wait_port or port)) == 0:
                 return process
         time.sleep(0.02)
     process.kill()

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.sentinel import Sentinel
 
 from redis_audiences.membership.errors import ConnectionFailed
@@ -65,23 +66,38 @@ class RedisTarget:
 def open_client(target: RedisTarget) -> Iterator[RedisClient]:
     """Open a client for ``target`` and close it (and its temp files) after."""
     with tempfile.TemporaryDirectory(prefix="redis-audiences-") as folder:
-        options = _common_options(target, folder)
-        client: RedisClient
-        if target.mode == "Cluster":
-            client = RedisCluster.from_url(_require_url(target), **options)
-        elif target.mode == "Sentinel":
-            client = _sentinel_master(target, options)
-        else:
-            client = redis.Redis.from_url(_require_url(target), **options)
+        client = _connect(target, _common_options(target, folder))
         try:
             yield client
         finally:
             client.close()
 
 
-def _require_url(target: RedisTarget) -> str:
+def _connect(target: RedisTarget, options: dict[str, Any]) -> RedisClient:
+    """Build the client; a bad URL or an unreachable Cluster fails the run."""
+    try:
+        if target.mode == "Sentinel":
+            return _sentinel_master(target, options)
+        if target.mode == "Cluster":
+            return RedisCluster.from_url(_url_with_scheme(target), **options)
+        return redis.Redis.from_url(_url_with_scheme(target), **options)
+    except ValueError:
+        # NB: urllib's message can quote part of the URL, such as a password.
+        raise ConnectionFailed(
+            f"{target.mode} destination url is not a valid redis:// or rediss:// URL."
+        ) from None
+    except (RedisClusterException, redis.RedisError) as error:
+        # NB: RedisCluster connects to its seed nodes while it is being built.
+        first_line = (str(error).splitlines() or [""])[0]
+        raise ConnectionFailed(f"Redis unreachable: {first_line}") from None
+
+
+def _url_with_scheme(target: RedisTarget) -> str:
+    """The URL, as ``rediss://`` when the destination asks for TLS."""
     if not target.url:
         raise ConnectionFailed(f"{target.mode} destination has no url.")
+    if target.tls and target.url.startswith("redis://"):
+        return "rediss://" + target.url.removeprefix("redis://")
     return target.url
 
 
@@ -101,7 +117,8 @@ def _common_options(target: RedisTarget, folder: str) -> dict[str, Any]:
 
 
 def _tls_options(target: RedisTarget, folder: str) -> dict[str, Any]:
-    options: dict[str, Any] = {"ssl": True}
+    """Certificate options; a URL's ``rediss://`` scheme itself turns TLS on."""
+    options: dict[str, Any] = {}
     if target.insecure_skip_verify:
         options.update(ssl_cert_reqs=ssl.CERT_NONE, ssl_check_hostname=False)
     if target.ca_pem:
@@ -127,6 +144,8 @@ def _sentinel_master(target: RedisTarget, options: dict[str, Any]) -> redis.Redi
     if target.sentinel_password:
         sentinel_options["password"] = target.sentinel_password
     # NB: redis-py leaves Sentinel unannotated; the ignores are for that alone.
+    if target.tls:
+        options = {**options, "ssl": True}
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         list(target.sentinels), sentinel_kwargs=sentinel_options, **options
     )
