@@ -28,6 +28,7 @@ from redis_audiences.resources import (
     RedisAudienceActivation,
     load_manifests,
 )
+from redis_audiences.resources.crds import crds_yaml
 from redis_audiences.syncing import Overrides, execute, last_run_fields, prepare
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID = 0, 1, 2
@@ -82,7 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--output", choices=["text", "json"], default="text")
     sync.set_defaults(handler=_sync)
+    crds = commands.add_parser("crds", help="print the CRD manifests generated from the models")
+    crds.set_defaults(handler=_crds)
     return parser
+
+
+def _crds(args: argparse.Namespace) -> int:
+    print(crds_yaml(), end="")
+    return EXIT_OK
 
 
 def _sync(args: argparse.Namespace) -> int:

@@ -76,6 +76,21 @@ class SentinelSpec(Model):
 class RedisDestinationSpec(Model):
     """How to reach one Redis deployment."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": (
+                        "has(self.mode) && self.mode == 'Sentinel' ? has(self.sentinel) && "
+                        "!has(self.url) && !has(self.urlSecretRef) : "
+                        "(has(self.url) ? 1 : 0) + (has(self.urlSecretRef) ? 1 : 0) == 1"
+                    ),
+                    "message": "set exactly one of url and urlSecretRef (Sentinel: sentinel only)",
+                }
+            ]
+        }
+    )
+
     mode: Literal["Standalone", "Cluster", "Sentinel"] | None = Field(
         None, description="Standalone (default), Cluster or Sentinel."
     )
@@ -165,6 +180,20 @@ class SqlSource(Model):
 class SourceSpec(Model):
     """Where the audience's keys come from: exactly one of the fields."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": (
+                        "(has(self.inline) ? 1 : 0) + (has(self.configMap) ? 1 : 0) "
+                        "+ (has(self.sql) ? 1 : 0) == 1"
+                    ),
+                    "message": "set exactly one of inline, configMap and sql",
+                }
+            ]
+        }
+    )
+
     inline: InlineSource | None = Field(None, description="Keys listed inline.")
     config_map: ConfigMapSource | None = Field(None, description="Keys from a ConfigMap.")
     sql: SqlSource | None = Field(None, description="Keys from a SQL query.")
@@ -216,7 +245,22 @@ class FieldMapping(Model):
 class Schedule(Model):
     """When to run: a five-field cron expression or an interval."""
 
-    cron: str | None = Field(None, description="Five-field cron expression, e.g. '0 * * * *'.")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.cron) != has(self.interval)",
+                    "message": "set exactly one of cron and interval",
+                }
+            ]
+        }
+    )
+
+    cron: str | None = Field(
+        None,
+        description="Five-field cron expression, e.g. '0 * * * *'.",
+        json_schema_extra={"pattern": r"^\s*\S+(\s+\S+){4}\s*$"},
+    )
     interval: str | None = Field(
         None, pattern=INTERVAL_PATTERN, description="Interval such as 30s, 15m or 1h."
     )
@@ -274,12 +318,28 @@ class Safety(Model):
 class RedisAudienceActivationSpec(Model):
     """One audience exported to one destination."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": (
+                        "has(self.fieldMapping) || !has(self.source.sql) && "
+                        "(!has(self.source.configMap) || !has(self.source.configMap.format) "
+                        "|| self.source.configMap.format == 'lines')"
+                    ),
+                    "message": "fieldMapping.redisKey is required for sql, csv and ndjson sources",
+                }
+            ]
+        }
+    )
+
     destination_ref: LocalObjectRef = Field(description="RedisDestination in this namespace.")
     audience_name: str = Field(
         description=(
             "Value written into membership Sets: 1-128 letters, digits, '_', '-', '.' or ':', "
             "starting with a letter or digit."
-        )
+        ),
+        json_schema_extra={"pattern": AUDIENCE_PATTERN, "minLength": 1, "maxLength": 128},
     )
     source: SourceSpec = Field(description="Where the keys come from.")
     field_mapping: FieldMapping | None = Field(
