@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--redis-url",
         metavar="URL",
+        type=_redis_url,
         help="use this Redis instead of the destination's (Standalone)",
     )
     sync.add_argument("--mode", choices=["full", "delta"], help="override syncMode")
@@ -93,6 +95,18 @@ def _crds(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _redis_url(value: str) -> str:
+    """Accept a redis:// or rediss:// URL; the message never echoes it."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018  (parsing the port is the check)
+    except ValueError:
+        raise argparse.ArgumentTypeError("the URL's port is not a number") from None
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise argparse.ArgumentTypeError("use redis://HOST:PORT/DB or rediss://HOST:PORT/DB")
+    return value
+
+
 def _sync(args: argparse.Namespace) -> int:
     manifests = load_manifests(args.files)
     chosen = _chosen_activations(manifests, args.activation)
@@ -105,8 +119,9 @@ def _sync(args: argparse.Namespace) -> int:
     for activation in chosen:
         try:
             run = prepare(activation, manifests.destination_for(activation), manifests, overrides)
-        except MembershipError as error:
-            raise UsageError(f"{activation.qualified_name}: {error}") from None
+        except (ManifestError, MembershipError) as error:
+            name = activation.qualified_name
+            raise UsageError(f"RedisAudienceActivation {name}: {error}") from None
         prepared.append((activation, run))
 
     show_progress = args.output == "text" and sys.stderr.isatty()

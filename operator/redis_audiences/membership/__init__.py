@@ -17,13 +17,13 @@ from redis_audiences.membership.errors import (
     MembershipError,
     SourceFailed,
     WrongTypeKey,
+    describe_redis_error,
 )
 from redis_audiences.membership.keys import DEFAULT_PREFIX, DEFAULT_SUFFIX, AudienceKeys
 from redis_audiences.membership.runs import (
     KeyBatches,
     RunOptions,
     RunReport,
-    describe_redis_error,
     new_run_id,
     run_sync,
 )

@@ -25,7 +25,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.sentinel import Sentinel
 
-from redis_audiences.membership.errors import ConnectionFailed
+from redis_audiences.membership.errors import ConnectionFailed, describe_redis_error
 
 Mode = Literal["Standalone", "Cluster", "Sentinel"]
 RedisClient = redis.Redis | RedisCluster
@@ -88,8 +88,10 @@ def _connect(target: RedisTarget, options: dict[str, Any]) -> RedisClient:
         ) from None
     except (RedisClusterException, redis.RedisError) as error:
         # NB: RedisCluster connects to its seed nodes while it is being built.
-        first_line = (str(error).splitlines() or [""])[0]
-        raise ConnectionFailed(f"Redis unreachable: {first_line}") from None
+        if isinstance(error, RedisClusterException) and not isinstance(error, redis.RedisError):
+            first_line = (str(error).splitlines() or [""])[0]
+            raise ConnectionFailed(f"Redis unreachable: {first_line}") from None
+        raise ConnectionFailed(describe_redis_error(error)) from None
 
 
 def _url_with_scheme(target: RedisTarget) -> str:

@@ -11,6 +11,8 @@
     └── KeyLayoutError      owned keys would look like members
 """
 
+import redis
+
 
 class MembershipError(Exception):
     """A sync run could not be completed; the message is one line for users."""
@@ -38,3 +40,14 @@ class KeyLayoutError(MembershipError):
 
 class SourceFailed(MembershipError):
     """The keys of the run could not be read; nothing was written."""
+
+
+def describe_redis_error(error: redis.RedisError) -> str:
+    """One line for a Redis failure, without credentials."""
+    first_line = (str(error).splitlines() or [""])[0] or type(error).__name__
+    if isinstance(error, redis.AuthenticationError) or first_line.startswith("WRONGPASS"):
+        return f"Redis refused the credentials: {first_line}"
+    if isinstance(error, redis.exceptions.NoPermissionError) or first_line.startswith("NOPERM"):
+        return f"Redis user lacks a permission: {first_line}"
+    kind = "unreachable" if isinstance(error, redis.ConnectionError) else "error"
+    return f"Redis {kind}: {first_line}"

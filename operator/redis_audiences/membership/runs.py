@@ -33,7 +33,7 @@ from typing import Literal, Protocol
 import redis
 
 from redis_audiences.membership.connection import RedisClient
-from redis_audiences.membership.errors import MembershipError
+from redis_audiences.membership.errors import MembershipError, describe_redis_error
 from redis_audiences.membership.keys import AudienceKeys
 from redis_audiences.membership.locks import AudienceLock
 from redis_audiences.membership.overlap import OverlappedWriter
@@ -143,13 +143,6 @@ def run_sync(
         report.outcome, report.message = "Failed", describe_redis_error(error)
     report.finished_at = datetime.now(UTC)
     return report
-
-
-def describe_redis_error(error: redis.RedisError) -> str:
-    """One line for a Redis failure, without credentials."""
-    first_line = (str(error).splitlines() or [""])[0]
-    kind = "unreachable" if isinstance(error, redis.ConnectionError) else "error"
-    return f"Redis {kind}: {first_line or type(error).__name__}"
 
 
 class _Run:
@@ -302,7 +295,12 @@ class _Run:
         self.report.skipped += wrong
         self.report.unchanged = max(unique - self.report.added - wrong, 0)
         if wrong:
-            self.note(f"{wrong} membership keys hold another type and were left unchanged")
+            held = (
+                "key holds another type and was"
+                if wrong == 1
+                else "keys hold another type and were"
+            )
+            self.note(f"{wrong} membership {held} left unchanged")
 
     def commit(self) -> None:
         """Make the staged keys the ledger and publish the metadata hash."""
