@@ -389,7 +389,7 @@ def check_audience_name(name: str) -> str:
     if not 1 <= len(name) <= 128:
         raise ValueError(f"audienceName {name!r} has {len(name)} characters; use 1 to 128")
     if not name[0].isascii() or not name[0].isalnum():
-        raise ValueError(f"audienceName {name!r} must start with a letter or digit")
+        raise ValueError(f"audienceName {name!r} must start with an ASCII letter or digit")
     bad = sorted({c for c in name if not re.fullmatch(r"[A-Za-z0-9_.:-]", c)})
     if bad:
         shown = ", ".join(repr(c) for c in bad).replace("' '", "a space")

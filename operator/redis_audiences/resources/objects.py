@@ -28,6 +28,8 @@ from redis_audiences.resources.models import (
 )
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
+_SECRET_HINTS = ("url", "password", "secret", "token")
+"""Field names whose bad values are never echoed: they may hold credentials."""
 
 
 class ManifestError(Exception):
@@ -81,10 +83,12 @@ class ManifestSet(ObjectLookup):
     def secret_value(self, namespace: str, ref: SecretKeyRef) -> str:
         data = self.secrets.get((namespace, ref.name))
         if data is None:
-            raise ManifestError(f"Secret {ref.name!r} not found in namespace {namespace!r}.")
+            raise ManifestError(
+                f"Secret {ref.name!r} (key {ref.key!r}) not found in namespace {namespace!r}."
+            )
         if ref.key not in data:
             raise ManifestError(
-                f"Secret {ref.name!r} has no key {ref.key!r} "
+                f"Secret {ref.name!r} in namespace {namespace!r} has no key {ref.key!r} "
                 f"(keys: {', '.join(sorted(data)) or 'none'})."
             )
         return data[ref.key]
@@ -92,10 +96,12 @@ class ManifestSet(ObjectLookup):
     def config_map_value(self, namespace: str, name: str, key: str) -> str:
         data = self.config_maps.get((namespace, name))
         if data is None:
-            raise ManifestError(f"ConfigMap {name!r} not found in namespace {namespace!r}.")
+            raise ManifestError(
+                f"ConfigMap {name!r} (key {key!r}) not found in namespace {namespace!r}."
+            )
         if key not in data:
             raise ManifestError(
-                f"ConfigMap {name!r} has no key {key!r} "
+                f"ConfigMap {name!r} in namespace {namespace!r} has no key {key!r} "
                 f"(keys: {', '.join(sorted(data)) or 'none'})."
             )
         return data[key]
@@ -199,16 +205,18 @@ def _string_map(document: dict[str, Any], name: str, where: str) -> dict[str, st
 
 
 def describe_validation_error(error: ValidationError, root: str) -> str:
-    """One line naming each bad field and value; URLs are never echoed."""
+    """One line naming each bad field and value; never secrets or lists."""
     problems = []
     for item in error.errors():
         path = ".".join(str(part) for part in (root, *item["loc"]))
         message = item["msg"].removeprefix("Value error, ")
         shown = item.get("input")
-        hidden = "url" in str(item["loc"][-1]).lower() if item["loc"] else False
+        hidden = "://" in str(shown) or any(
+            hint in str(part).lower() for part in item["loc"] for hint in _SECRET_HINTS
+        )
         if (
             item["type"] not in ("value_error", "missing")
-            and not isinstance(shown, dict)
+            and not isinstance(shown, dict | list)
             and not hidden
         ):
             message = f"{message} (got {shown!r})"
