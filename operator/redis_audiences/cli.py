@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +45,8 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``redis-audiences`` command."""
     args = _parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         code: int = args.handler(args)
     except (UsageError, ManifestError) as error:
@@ -50,7 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("redis-audiences: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # NB: the reader went away (`| head`); say nothing more to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_RUN_FAILED
     return code
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (what Kubernetes sends) stops a run like Ctrl-C: cleaned up."""
+    raise KeyboardInterrupt
 
 
 def _parser() -> argparse.ArgumentParser:

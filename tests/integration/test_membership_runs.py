@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import redis
@@ -360,3 +361,28 @@ def test_cluster_runs_spread_members_over_every_primary(rc: RedisCluster) -> Non
     assert holders(rc, "vip") == {k.encode() for k in [*keys[50:], "user:new"]}
     per_node = [rc.get_redis_connection(node).dbsize() for node in rc.get_primaries()]
     assert len(per_node) == 3 and min(per_node) > 50
+
+
+def test_a_source_slower_than_the_lock_expiry_keeps_the_lock(r: redis.Redis) -> None:
+    class SlowFirstRow(ListBatches):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            time.sleep(1.0)  # NB: three lock lifetimes of 0.3 s pass before the first row.
+            yield from super().__iter__()
+
+    report = run_sync(
+        r, AudienceKeys("vip"), SlowFirstRow(["a", "b"]), RunOptions(mode="Full", lock_ttl=0.3)
+    )
+
+    assert report.outcome == "Succeeded", report.message
+    assert holders(r, "vip") == {b"a", b"b"}
+
+
+def test_a_changed_membership_suffix_makes_delta_run_full(r: redis.Redis) -> None:
+    old, new = AudienceKeys("vip", suffix=b".A"), AudienceKeys("vip", suffix=b".B")
+    run_sync(r, old, ListBatches(["k1", "k2"]), RunOptions(mode="Delta"))
+
+    report = run_sync(r, new, ListBatches(["k1", "k2"]), RunOptions(mode="Delta"))
+
+    assert report.mode == "Full"
+    assert "another membershipSuffix" in report.message
+    assert r.smembers("k1.B") == r.smembers("k2.B") == {b"vip"}

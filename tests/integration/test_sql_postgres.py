@@ -138,3 +138,16 @@ def test_sql_source_reports_postgres_failures_in_one_line_without_the_password(
     assert message in error
     assert "\n" not in error
     assert SECRET not in error and "postgresql+psycopg2://" not in error
+
+
+def test_sql_source_runs_postgres_queries_read_only(admin: sa.Engine) -> None:
+    sequence = f"raa_seq_{uuid.uuid4().hex[:8]}"
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SEQUENCE {sequence}"))
+    try:
+        query = f"SELECT nextval('{sequence}')::text AS profile_key"
+        with pytest.raises(SourceError, match="read-only transaction"):
+            list(SqlSource(URL, query, key_column="profile_key").raw_batches(batch_size=10))
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP SEQUENCE {sequence}"))

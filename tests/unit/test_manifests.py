@@ -369,3 +369,39 @@ def test_a_destination_in_another_namespace_does_not_count(tmp_path: Path) -> No
 
     with pytest.raises(ManifestError, match="which is not in the manifests"):
         found.destination_for(found.activations[0])
+
+
+def test_two_activations_claiming_one_audience_on_one_destination_are_refused(
+    tmp_path: Path,
+) -> None:
+    spec = "destinationRef: {name: r}, audienceName: dup, source: {inline: {keys: [a]}}"
+    path = tmp_path / "dup.yaml"
+    path.write_text(
+        "apiVersion: audiences.dev/v1alpha1\nkind: RedisAudienceActivation\n"
+        f"metadata: {{name: one}}\nspec: {{{spec}}}\n---\n"
+        "apiVersion: audiences.dev/v1alpha1\nkind: RedisAudienceActivation\n"
+        f"metadata: {{name: two}}\nspec: {{{spec}}}\n"
+    )
+
+    with pytest.raises(ManifestError, match=r"default/two claims audience 'dup'.*default/one"):
+        load_manifests([path])
+
+
+def test_an_object_defined_twice_is_refused(tmp_path: Path) -> None:
+    document = (
+        "apiVersion: audiences.dev/v1alpha1\nkind: RedisDestination\n"
+        "metadata: {name: r}\nspec: {url: 'redis://h:1'}\n"
+    )
+    path = tmp_path / "twice.yaml"
+    path.write_text(document + "---\n" + document)
+
+    with pytest.raises(ManifestError, match="RedisDestination default/r is defined twice"):
+        load_manifests([path])
+
+
+def test_a_manifest_that_is_not_utf8_is_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe bad\n")
+
+    with pytest.raises(ManifestError, match="is not UTF-8 text"):
+        load_manifests([path])

@@ -62,12 +62,16 @@ def assert_one_line_naming(message: str, path: str, *fragments: str) -> None:
         pytest.param("vip customers", ["'vip customers'", "contains a space"], id="space"),
         pytest.param("a" * 129, [repr("a" * 129), "129 characters", "1 to 128"], id="too-long"),
         pytest.param("", ["''", "0 characters", "1 to 128"], id="empty"),
-        pytest.param("_vip", ["'_vip'", "start with an ASCII letter or digit"], id="leading-underscore"),
+        pytest.param(
+            "_vip", ["'_vip'", "start with an ASCII letter or digit"], id="leading-underscore"
+        ),
         pytest.param("-vip", ["'-vip'", "start with an ASCII letter or digit"], id="leading-dash"),
         pytest.param("vip*", ["'vip*'", "contains '*'"], id="star"),
         pytest.param("vip/eu", ["'vip/eu'", "contains '/'"], id="slash"),
         pytest.param("zoë", ["'zoë'", "contains 'ë'"], id="non-ascii"),
-        pytest.param("émile", ["'émile'", "start with an ASCII letter or digit"], id="non-ascii-first"),
+        pytest.param(
+            "émile", ["'émile'", "start with an ASCII letter or digit"], id="non-ascii-first"
+        ),
         pytest.param("a b*c", ["'a b*c'", "'*'", "a space"], id="several-bad-characters"),
     ],
 )
@@ -191,7 +195,7 @@ def test_invalid_audience_names_are_named_with_the_reason(name: str, fragments: 
         pytest.param(
             {"audiencename": "vip"},
             "spec.audiencename",
-            ["Extra inputs are not permitted", "(got 'vip')"],
+            ["Extra inputs are not permitted"],
             id="unknown-field-typo",
         ),
         pytest.param(
@@ -538,3 +542,25 @@ def test_owned_keys_share_the_audience_hash_tag() -> None:
         b"aud:{vip}:lock",
         b"aud:{vip}:run:r1:source",
     ]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"auth": "hunter2"}, {"requirepass": "hunter2"}, {"sentinelz": ["user:hunter2@h:1"]}],
+)
+def test_unknown_destination_fields_never_echo_their_values(extra: dict[str, object]) -> None:
+    with pytest.raises(ValidationError) as error:
+        RedisDestinationSpec.model_validate({"url": "redis://h:1", **extra})
+
+    message = describe_validation_error(error.value, "spec")
+    assert "hunter2" not in message
+    assert "Extra inputs are not permitted" in message
+
+
+def test_a_huge_bad_value_is_clipped_in_the_message() -> None:
+    with pytest.raises(ValidationError) as error:
+        RedisAudienceActivationSpec.model_validate(
+            {**ACTIVATION, "audienceName": "x y" * 1_000_000}
+        )
+
+    assert len(describe_validation_error(error.value, "spec")) < 2100

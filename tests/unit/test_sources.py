@@ -6,6 +6,8 @@ import csv
 import io
 import json
 from collections.abc import Callable, Sequence
+from decimal import Decimal
+from uuid import UUID
 
 import pytest
 
@@ -17,6 +19,7 @@ from redis_audiences.sources import (
     KeyStream,
     SourceError,
 )
+from redis_audiences.sources.base import encode_keys
 
 NAME = "configMap vip/members"
 
@@ -338,3 +341,12 @@ def test_ndjson_source_streams_rows_before_reaching_a_bad_line() -> None:
     assert next(batches) == ["a", "b"]
     with pytest.raises(SourceError, match="line 3"):
         next(batches)
+
+
+def test_values_that_are_not_scalars_are_skipped_not_stringified() -> None:
+    raw: list[object] = [{"x": 1}, ["a"], True, False, 5, 1.5, Decimal("1.50"), "k",
+                         UUID(int=1), b"raw"]  # fmt: skip
+
+    assert encode_keys(raw) == [
+        b"5", b"1.5", b"1.50", b"k", b"00000000-0000-0000-0000-000000000001", b"raw",
+    ]  # fmt: skip

@@ -39,7 +39,9 @@ class AudienceKeys:
     def __post_init__(self) -> None:
         if not self.suffix:
             raise KeyLayoutError("membershipSuffix '' is empty; use e.g. '.dinmo_segments'.")
-        for owned in (self.meta, self.ledger, self.lock, self.staging("x")):
+        parts = ("source", "queue", "holders", "add", "remove", "wrongtype")
+        owned_keys = (self.meta, self.ledger, self.lock, *(self.staging("x", p) for p in parts))
+        for owned in owned_keys:
             if owned.endswith(self.suffix):
                 raise KeyLayoutError(
                     f"membershipSuffix {self.suffix.decode(errors='replace')!r} would match "

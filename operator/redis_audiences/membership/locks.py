@@ -1,15 +1,17 @@
 """One run at a time per audience and destination, across processes.
 
 The lock is a string holding the run's id, set with NX and an expiry so that
-a crashed run frees the audience by itself. A long run renews it between
-batches; the standalone write scripts also check the token atomically before
-each batch, so a run that lost its lock cannot land another write.
+a crashed run frees the audience by itself. While the run holds it, a
+heartbeat thread renews it every third of its lifetime, so a source that
+takes minutes before its first row (a slow warehouse query) keeps the lock.
+The standalone write scripts also check the token atomically before each
+batch, so a run that lost its lock cannot land another write.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
+import threading
 from types import TracebackType
 
 import redis
@@ -40,7 +42,9 @@ class AudienceLock:
         self.key = key
         self.token = token.encode()
         self.ttl_ms = int(ttl * 1000)
-        self._renewed_at = 0.0
+        self._lost = False
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, name="audience-lock", daemon=True)
 
     def __enter__(self) -> AudienceLock:
         if not self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
@@ -50,16 +54,22 @@ class AudienceLock:
                 f"audience is locked by run {who}; it runs at most one sync at a time "
                 f"(the lock expires {self.ttl_ms // 1000}s after its holder stops)."
             )
-        self._renewed_at = time.monotonic()
+        self._heartbeat.start()
         return self
 
     def keep(self) -> None:
-        """Renew the lock when a third of its lifetime has passed."""
-        if time.monotonic() - self._renewed_at < self.ttl_ms / 3000:
-            return
-        if not self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms):
+        """Raise ``LockLost`` when the heartbeat found the lock gone."""
+        if self._lost:
             raise LockLost("the audience lock expired or was taken over; the run stopped.")
-        self._renewed_at = time.monotonic()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl_ms / 3000):
+            try:
+                if not self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms):
+                    self._lost = True
+                    return
+            except redis.RedisError:
+                continue  # NB: the run itself fails on the same error, or recovers.
 
     def __exit__(
         self,
@@ -67,6 +77,8 @@ class AudienceLock:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._stop.set()
+        self._heartbeat.join()
         # NB: when Redis is unreachable, the expiry frees the audience later.
         with contextlib.suppress(redis.RedisError):
             self.client.eval(_RELEASE, 1, self.key, self.token)

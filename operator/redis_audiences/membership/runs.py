@@ -38,6 +38,7 @@ from redis_audiences.membership.keys import AudienceKeys
 from redis_audiences.membership.locks import AudienceLock
 from redis_audiences.membership.overlap import OverlappedWriter
 from redis_audiences.membership.stores import (
+    STAGING_TTL_MS,
     Operation,
     Profiles,
     RunKeys,
@@ -185,15 +186,25 @@ class _Run:
 
     def survey(self) -> bytes:
         """Return the Set of current members: the ledger, or scanned holders."""
-        if self.options.mode == "Delta" and self.client.exists(self.keys.ledger):
-            return self.keys.ledger
         if self.options.mode == "Delta":
+            why_not = self.ledger_unusable()
+            if not why_not:
+                return self.keys.ledger
             self.report.mode = "Full"
-            self.note("no ledger from a previous successful run, so this Delta run ran Full")
+            self.note(f"{why_not}, so this Delta run ran Full")
         self.store.collect_holders(
             self.run_keys, into=self.holders, progress=lambda n: self.tick("scanned", n)
         )
         return self.holders
+
+    def ledger_unusable(self) -> str:
+        """Why the ledger cannot plan a Delta run, or '' when it can."""
+        if not self.client.exists(self.keys.ledger):
+            return "no ledger from a previous successful run"
+        written_for = self.client.hget(self.keys.meta, "membershipSuffix")
+        if written_for != self.keys.suffix:
+            return "the ledger was written for another membershipSuffix"
+        return ""
 
     def can_stream_adds(self, current: bytes) -> bool:
         """True when no guard can block, so adds may stream while staging."""
@@ -267,6 +278,7 @@ class _Run:
     def write(self, unique: int, *, streamed: bool) -> None:
         """Invalidate the ledger, then remove stale members and add new ones."""
         if self.options.fail_on_wrong_type:
+            self.apply(self.removals, "check-remove")
             self.apply(self.adds, "check-add")
         self.client.delete(self.keys.ledger)
         self.report.removed = self.apply(self.removals, "remove")
@@ -320,13 +332,19 @@ class _Run:
                 "runId": self.report.id,
                 "mode": self.report.mode,
                 "activation": self.options.activation,
+                "membershipSuffix": self.keys.suffix,
             },
         )
 
     def difference(self, into: bytes, first: bytes, second: bytes) -> None:
-        """SDIFFSTORE into = first - second (one hash-tag slot)."""
+        """SDIFFSTORE into = first - second (one hash-tag slot).
+
+        Every key but the ledger is temporary and gets the staging expiry.
+        """
         # NB: redis-py annotates set keys as str; bytes keys work the same.
         self.client.sdiffstore(into, [first, second])  # type: ignore[arg-type]
+        if into != self.keys.ledger:
+            self.client.pexpire(into, STAGING_TTL_MS)
 
     def clean_up(self) -> None:
         temporaries = [self.staged, self.queue, self.holders, self.adds.key, self.removals.key]

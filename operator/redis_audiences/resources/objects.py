@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from redis_audiences.resources.models import (
     API_VERSION,
@@ -57,6 +58,10 @@ class RedisDestination:
 class RedisAudienceActivation:
     meta: ObjectMeta
     spec: RedisAudienceActivationSpec
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.meta.namespace, self.meta.name
 
     @property
     def qualified_name(self) -> str:
@@ -132,6 +137,8 @@ def _documents(path: Path) -> list[dict[str, Any]]:
         documents = list(yaml.safe_load_all(text))
     except OSError as error:
         raise ManifestError(f"cannot read {path}: {error.strerror}.") from None
+    except UnicodeDecodeError as error:
+        raise ManifestError(f"{path} is not UTF-8 text (byte {error.start}).") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -152,9 +159,12 @@ def _add(found: ManifestSet, document: dict[str, Any], where: str) -> None:
         )
     if api_version == API_VERSION and kind == "RedisDestination":
         meta, destination = _parse(document, RedisDestinationSpec, where)
+        _refuse_twice(found.destinations, meta, "RedisDestination", where)
         found.destinations[(meta.namespace, meta.name)] = RedisDestination(meta, destination)
     elif api_version == API_VERSION and kind == "RedisAudienceActivation":
         meta, activation = _parse(document, RedisAudienceActivationSpec, where)
+        _refuse_twice({a.key: a for a in found.activations}, meta, kind, where)
+        _refuse_shared_audience(found.activations, meta, activation, where)
         found.activations.append(RedisAudienceActivation(meta, activation))
     elif api_version == API_VERSION:
         raise ManifestError(
@@ -166,6 +176,31 @@ def _add(found: ManifestSet, document: dict[str, Any], where: str) -> None:
     elif api_version == "v1" and kind == "ConfigMap":
         meta = _meta(document, where)
         found.config_maps[(meta.namespace, meta.name)] = _string_map(document, "data", where)
+
+
+def _refuse_twice(known: dict[Any, Any], meta: ObjectMeta, kind: str, where: str) -> None:
+    if (meta.namespace, meta.name) in known:
+        raise ManifestError(f"{where}: {kind} {meta.namespace}/{meta.name} is defined twice.")
+
+
+def _refuse_shared_audience(
+    activations: list[RedisAudienceActivation],
+    meta: ObjectMeta,
+    spec: RedisAudienceActivationSpec,
+    where: str,
+) -> None:
+    """Two activations of one audience on one destination undo each other."""
+    for other in activations:
+        same_place = (other.meta.namespace, other.spec.destination_ref) == (
+            meta.namespace,
+            spec.destination_ref,
+        )
+        if same_place and other.spec.audience_name == spec.audience_name:
+            raise ManifestError(
+                f"{where}: RedisAudienceActivation {meta.namespace}/{meta.name} claims audience "
+                f"{spec.audience_name!r} on destination {spec.destination_ref.name!r}, which "
+                f"{other.qualified_name} already claims (AudienceConflict)."
+            )
 
 
 def _parse(document: dict[str, Any], model: type[SpecT], where: str) -> tuple[ObjectMeta, SpecT]:
@@ -205,20 +240,26 @@ def _string_map(document: dict[str, Any], name: str, where: str) -> dict[str, st
 
 
 def describe_validation_error(error: ValidationError, root: str) -> str:
-    """One line naming each bad field and value; never secrets or lists."""
+    """One line naming each bad field and value; never secrets or walls."""
     problems = []
     for item in error.errors():
         path = ".".join(str(part) for part in (root, *item["loc"]))
-        message = item["msg"].removeprefix("Value error, ")
-        shown = item.get("input")
-        hidden = "://" in str(shown) or any(
-            hint in str(part).lower() for part in item["loc"] for hint in _SECRET_HINTS
-        )
-        if (
-            item["type"] not in ("value_error", "missing")
-            and not isinstance(shown, dict | list)
-            and not hidden
-        ):
-            message = f"{message} (got {shown!r})"
+        message = _clipped(item["msg"].removeprefix("Value error, "), 300)
+        if _echoable(item):
+            message = f"{message} (got {_clipped(repr(item['input']), 100)})"
         problems.append(f"{path}: {message}")
-    return "; ".join(problems) + "."
+    return _clipped("; ".join(problems), 2000) + "."
+
+
+def _echoable(item: ErrorDetails) -> bool:
+    """Whether the bad value may be shown: no credentials, nothing unbounded."""
+    shown = item.get("input")
+    if item["type"] in ("value_error", "missing", "extra_forbidden"):
+        return False  # NB: our own messages already name the value; unknown fields may be secrets.
+    if isinstance(shown, dict | list) or any(mark in str(shown) for mark in ("://", "@")):
+        return False
+    return not any(hint in str(part).lower() for part in item["loc"] for hint in _SECRET_HINTS)
+
+
+def _clipped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -10,7 +10,9 @@ counts each key once when it stages them in Redis.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from typing import Protocol
+from uuid import UUID
 
 MAX_KEY_BYTES = 64 * 1024
 """Keys longer than this (UTF-8 encoded) are skipped, not written."""
@@ -59,13 +61,26 @@ class KeyStream:
 
 
 def encode_keys(raw: Iterable[object]) -> list[bytes]:
-    """Encode raw values as UTF-8 keys; drop null, empty and over-long ones."""
+    """Encode raw values as UTF-8 keys; drop null, empty and over-long ones.
+
+    Strings and bytes are keys as they are; numbers and UUIDs as their text.
+    Anything else (a boolean, a JSON object or array) is not a key: dropped.
+    """
     keys: list[bytes] = []
     append = keys.append
     for value in raw:
-        if value is None:
+        if value.__class__ is str:
+            key = value.encode("utf-8", "surrogatepass")
+        elif isinstance(value, bytes):
+            key = value
+        elif isinstance(value, _TEXTUAL) and not isinstance(value, bool):
+            key = str(value).encode("utf-8")
+        else:
             continue
-        key = value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
         if 0 < len(key) <= MAX_KEY_BYTES:
             append(key)
     return keys
+
+
+_TEXTUAL = (str, int, float, Decimal, UUID)
+"""Values whose text is a key (str subclasses included)."""

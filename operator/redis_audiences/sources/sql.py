@@ -24,13 +24,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from urllib.parse import urlsplit
 
-from sqlalchemy import CursorResult, Engine, create_engine, make_url, text
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from redis_audiences.sources.base import SourceError
 
-_FAILURES = (SQLAlchemyError, ImportError)
+_FAILURES = (SQLAlchemyError, ImportError, ValueError)
 """What SQLAlchemy raises for a bad URL, a missing driver or a failed query."""
 
 
@@ -68,6 +68,7 @@ class SqlSource:
     def _stream(self, engine: Engine, batch_size: int) -> Iterator[list[object]]:
         with self._failing_as("failed to connect"):
             connection = engine.connect()
+            _make_read_only(connection)
 
         with self._failing_as("failed while reading rows"), connection:
             with self._failing_as("failed to run"):
@@ -102,11 +103,24 @@ class SqlSource:
             raise SourceError(f"{self.describe()} {stage}: {detail.rstrip('.')}.") from None
 
 
+def _make_read_only(connection: Connection) -> None:
+    """Refuse writes where the database can: a query reads, never changes.
+
+    PostgreSQL runs the query in a READ ONLY transaction and SQLite with
+    ``query_only``; elsewhere the transaction is rolled back at the end.
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+    elif dialect == "sqlite":
+        connection.exec_driver_sql("PRAGMA query_only = ON")
+
+
 def _backend_name(url: str) -> str:
     """Say which kind of database a URL points at, such as ``postgresql``."""
     try:
         return make_url(url).get_backend_name()
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "an unparsable"
 
 
@@ -123,10 +137,10 @@ def _secrets(url: str) -> list[str]:
     That is the URL as given and as SQLAlchemy renders it (password masked or
     not, since both show the user and host), and the password raw and decoded.
     """
-    secrets = [url]
+    secrets = [url, *_authority_pieces(url)]
     with suppress(ValueError):
         secrets.append(urlsplit(url).password or "")
-    with suppress(ArgumentError):
+    with suppress(ArgumentError, ValueError):
         parsed = make_url(url)
         secrets += [
             parsed.password or "",
@@ -134,6 +148,20 @@ def _secrets(url: str) -> list[str]:
             parsed.render_as_string(hide_password=True),
         ]
     return [secret for secret in secrets if secret]
+
+
+def _authority_pieces(url: str) -> list[str]:
+    """Every part of the URL's user:password@host that a parser may quote.
+
+    A password with an unescaped '@' or ':' is split in the wrong place, and
+    drivers then quote a "host" or "port" that is really part of it; so every
+    run of the authority between two separators counts as secret.
+    """
+    authority = url.partition("://")[2].partition("/")[0]
+    credentials_end = authority.rfind("@")  # NB: what follows the last '@' is the host.
+    cuts = [0, *(i + 1 for i, c in enumerate(authority) if c in "@:"), len(authority) + 1]
+    pieces = {authority[a : b - 1] for a in cuts for b in cuts if a < credentials_end < b}
+    return [piece for piece in pieces if len(piece) >= 3]
 
 
 def _scrubbed(message: str, secrets: list[str]) -> str:
