@@ -1,9 +1,10 @@
 """Overlap reading the source with Redis's work on the batch before.
 
-Staging is a loop of "read a batch, send it, wait for Redis". Sending on one
-worker thread lets the next batch be read while Redis works, which hides most
-of the server's time. At most ``depth`` batches are in flight, so memory
-stays bounded by the batch size, not the audience.
+Staging is a loop of "read a batch, send it, wait for Redis". The batch is
+prepared (packed) on the thread that reads the source and sent from one
+worker thread, so the next batch is read while Redis works on this one. At
+most ``depth`` batches are in flight, so memory stays bounded by the batch
+size, not the audience.
 """
 
 from __future__ import annotations
@@ -13,28 +14,33 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 
+Send = Callable[[], tuple[int, int]]
+
 
 class OverlappedWriter:
-    """Call ``write`` on a worker thread, in order, and add up its results."""
+    """Run sends on a worker thread, in order; add up their counts."""
 
-    def __init__(self, write: Callable[[list[bytes]], int], *, depth: int = 2) -> None:
-        self._write = write
+    def __init__(self, *, depth: int = 2) -> None:
         self._depth = depth
-        self._pending: deque[Future[int]] = deque()
+        self._pending: deque[Future[tuple[int, int]]] = deque()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="staging")
-        self.total = 0
+        self._totals = (0, 0)
 
-    def put(self, batch: list[bytes]) -> None:
-        """Queue one batch; re-raises the error of an earlier batch."""
-        self._pending.append(self._executor.submit(self._write, batch))
+    def put(self, send: Send) -> None:
+        """Queue one send; re-raises the error of an earlier one."""
+        self._pending.append(self._executor.submit(send))
         while len(self._pending) > self._depth:
-            self.total += self._pending.popleft().result()
+            self._collect()
 
-    def finish(self) -> int:
-        """Wait for every batch and return the sum of ``write``'s results."""
+    def finish(self) -> tuple[int, int]:
+        """Wait for every send and return the sums of their counts."""
         while self._pending:
-            self.total += self._pending.popleft().result()
-        return self.total
+            self._collect()
+        return self._totals
+
+    def _collect(self) -> None:
+        first, second = self._pending.popleft().result()
+        self._totals = (self._totals[0] + first, self._totals[1] + second)
 
     def __enter__(self) -> OverlappedWriter:
         return self

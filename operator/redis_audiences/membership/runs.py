@@ -222,23 +222,17 @@ class _Run:
         When ``streaming``, each batch is also written to its membership Sets.
         """
         queued = 0
-
-        def send(batch: list[bytes]) -> int:
-            nonlocal queued
-            unique = self.store.stage(self.run_keys, batch, into=self.staged, queue=self.queue)
-            if streaming:
-                if queued == 0:
-                    self.client.delete(self.keys.ledger)
-                written = Profiles(self.queue, "list", start=queued, stop=queued + len(batch))
-                self.report.added += self.apply(written, "add")
-            queued += len(batch)
-            return unique
-
-        with OverlappedWriter(send) as writer:
+        with OverlappedWriter() as writer:
             for batch in source:
-                writer.put(batch)
+                if streaming and queued == 0:
+                    self.client.delete(self.keys.ledger)
+                writer.put(self.store.stage(
+                    self.run_keys, batch, into=self.staged, queue=self.queue,
+                    write_at=queued if streaming else None,
+                ))  # fmt: skip
+                queued += len(batch)
                 self.tick("staged", len(batch))
-            unique = writer.finish()
+            unique, self.report.added = writer.finish()
         self.report.source_rows, self.report.skipped = source.rows, source.skipped
         return unique
 

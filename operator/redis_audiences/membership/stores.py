@@ -39,6 +39,7 @@ from redis_audiences.membership.keys import AudienceKeys
 
 Operation = Literal["add", "remove", "check-add", "check-remove"]
 Progress = Callable[[int], None]
+StagingSend = Callable[[], tuple[int, int]]
 PAGE = 1000
 LIST_PAGE = 5000
 STAGING_TTL_MS = 6 * 3600 * 1000
@@ -78,10 +79,16 @@ class RunKeys:
 class MembershipStore(Protocol):
     """What a run needs from Redis beyond single commands."""
 
-    def stage(self, run: RunKeys, keys: list[bytes], *, into: bytes, queue: bytes) -> int:
-        """Add ``keys`` to the Set ``into``, their membership keys to ``queue``.
+    def stage(
+        self, run: RunKeys, keys: list[bytes], *, into: bytes, queue: bytes, write_at: int | None
+    ) -> StagingSend:
+        """Prepare staging one batch: ``keys`` into the Set ``into``, their
+        membership keys onto the List ``queue``; when ``write_at`` is the
+        batch's offset in ``queue``, also add the audience to each of them.
 
-        Returns how many of them were not in the Set yet.
+        Returns the call that sends it (made on the staging worker thread),
+        which returns how many keys were new to the Set and how many
+        membership Sets gained the audience.
         """
         ...
 
@@ -178,6 +185,29 @@ return {cursor, changed}
 )
 
 
+_ADD_SLICE = (
+    _FENCE
+    + """
+local items = redis.call('LRANGE', KEYS[2], ARGV[2], ARGV[2] + ARGV[3] - 1)
+local audience, cut, added = ARGV[4], #ARGV[5], 0
+for i = 1, #items do
+  local reply = redis.pcall('SADD', items[i], audience)
+  if type(reply) == 'number' then
+    added = added + reply
+  elseif string.sub(reply.err, 1, 9) == 'WRONGTYPE' then
+    redis.call('SADD', KEYS[3], string.sub(items[i], 1, #items[i] - cut))
+    redis.call('PEXPIRE', KEYS[3], ARGV[6])
+  else
+    return redis.error_reply(reply.err)
+  end
+end
+return added
+"""
+)
+"""The hot path of a first load: add the audience to a slice of the List of
+membership keys; the general ``_APPLY`` with its branches is a fifth slower."""
+
+
 class ScriptedStore:
     """Standalone and Sentinel: each page is one Lua script call."""
 
@@ -185,24 +215,52 @@ class ScriptedStore:
         self.client = client
         self._collect = client.register_script(_COLLECT_HOLDERS)
         self._apply = client.register_script(_APPLY)
+        self._add_slice = client.register_script(_ADD_SLICE)
+        self._add_slice_loaded = False
 
-    def stage(self, run: RunKeys, keys: list[bytes], *, into: bytes, queue: bytes) -> int:
-        # NB: packed by hiredis in one call and sent as one write: redis-py's
-        # pipeline spends about as long again in Python per batch.
-        commands = staging_commands(run, keys, into=into, queue=queue)
-        packed = [hiredis.pack_command(command) for command in commands]  # type: ignore[arg-type]
+    def stage(
+        self, run: RunKeys, keys: list[bytes], *, into: bytes, queue: bytes, write_at: int | None
+    ) -> StagingSend:
+        # NB: packed here, on the thread reading the source, and sent by hiredis
+        # as one write with the batch's write script: the worker thread only
+        # waits for Redis, so reading and Redis's work overlap.
+        commands: list[tuple[Any, ...]] = list(staging_commands(run, keys, into=into, queue=queue))
+        if write_at is not None:
+            commands.append(self._write_slice(run, queue, write_at, len(keys)))
+        packed = [hiredis.pack_command(command) for command in commands]
+
+        def send() -> tuple[int, int]:
+            replies = self._send_packed(packed)
+            return int(replies[0]), int(replies[-1]) if write_at is not None else 0
+
+        return send
+
+    def _send_packed(self, packed: list[bytes]) -> list[Any]:
         pool = self.client.connection_pool
         connection = pool.get_connection()
         try:
             connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
             replies = [connection.read_response() for _ in packed]
+        except redis.ResponseError as error:
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            raise _lock_lost() if str(error).startswith("LOCKLOST") else error from None
         except BaseException:
             connection.disconnect()  # type: ignore[no-untyped-call]
             raise
         finally:
             pool.release(connection)
-        added: int = replies[0]
-        return added
+        return replies
+
+    def _write_slice(self, run: RunKeys, queue: bytes, start: int, count: int) -> tuple[Any, ...]:
+        """EVALSHA of the write script adding the audience to a List slice."""
+        if not self._add_slice_loaded:
+            self.client.script_load(_ADD_SLICE)
+            self._add_slice_loaded = True
+        keys = run.audience
+        return (
+            "EVALSHA", self._add_slice.sha, 3, keys.lock, queue, run.wrongtype, run.token,
+            start, count, keys.audience, keys.suffix, STAGING_TTL_MS,
+        )  # fmt: skip
 
     def collect_holders(self, run: RunKeys, *, into: bytes, progress: Progress) -> None:
         keys = run.audience
@@ -268,12 +326,22 @@ class ClusterStore:
     def __init__(self, client: RedisCluster) -> None:
         self.client = client
 
-    def stage(self, run: RunKeys, keys: list[bytes], *, into: bytes, queue: bytes) -> int:
-        pipe = self.client.pipeline()  # type: ignore[no-untyped-call]
-        for command in staging_commands(run, keys, into=into, queue=queue):
-            pipe.execute_command(*command)
-        added: int = pipe.execute()[0]
-        return added
+    def stage(
+        self, run: RunKeys, keys: list[bytes], *, into: bytes, queue: bytes, write_at: int | None
+    ) -> StagingSend:
+        def send() -> tuple[int, int]:
+            pipe = self.client.pipeline()  # type: ignore[no-untyped-call]
+            for command in staging_commands(run, keys, into=into, queue=queue):
+                pipe.execute_command(*command)
+            unique = int(pipe.execute()[0])
+            if write_at is None:
+                return unique, 0
+            written = Profiles(queue, "list", start=write_at, stop=write_at + len(keys))
+            added = self.apply(run, written, op="add", fail_on_wrong_type=False,
+                               progress=lambda n: None)  # fmt: skip
+            return unique, added
+
+        return send
 
     def collect_holders(self, run: RunKeys, *, into: bytes, progress: Progress) -> None:
         keys = run.audience
@@ -372,11 +440,13 @@ def _call(script: Script, keys: list[bytes], args: list[Any]) -> list[Any]:
         reply: list[Any] = script(keys=keys, args=args)
     except redis.ResponseError as error:
         if str(error).startswith("LOCKLOST"):
-            raise LockLost(
-                "the audience lock expired or was taken over; the run stopped."
-            ) from None
+            raise _lock_lost() from None
         raise
     return reply
+
+
+def _lock_lost() -> LockLost:
+    return LockLost("the audience lock expired or was taken over; the run stopped.")
 
 
 def _wrong_type(keys: AudienceKeys, profile: object) -> WrongTypeKey:
