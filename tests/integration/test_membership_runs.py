@@ -393,3 +393,17 @@ def test_a_changed_membership_suffix_makes_delta_run_full(r: redis.Redis) -> Non
     assert report.mode == "Full"
     assert "another membershipSuffix" in report.message
     assert r.smembers("k1.B") == r.smembers("k2.B") == {b"vip"}
+
+
+@pytest.mark.parametrize("owned", ["audiences:{vip}:meta", "audiences:{vip}:ledger"])
+def test_an_operator_key_of_another_type_fails_the_run_before_any_write(
+    client: Client, owned: str
+) -> None:
+    client.set(owned, "taken by someone else")
+    before = snapshot(client)
+
+    report = sync(client, "vip", ["a"], mode="Delta")
+
+    assert report.outcome == "Failed"
+    assert owned in report.message
+    assert snapshot(client) == before

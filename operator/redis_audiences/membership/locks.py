@@ -47,14 +47,20 @@ class AudienceLock:
         self._heartbeat = threading.Thread(target=self._beat, name="audience-lock", daemon=True)
 
     def __enter__(self) -> AudienceLock:
-        if not self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+        try:
+            acquired = self.client.set(self.key, self.token, nx=True, px=self.ttl_ms)
+            if acquired:
+                self._heartbeat.start()
+        except BaseException:  # NB: a SIGTERM can land here; never leave the lock held.
+            self._release()
+            raise
+        if not acquired:
             holder = self.client.get(self.key)
             who = holder.decode(errors="replace") if isinstance(holder, bytes) else "unknown"
             raise AudienceLocked(
                 f"audience is locked by run {who}; it runs at most one sync at a time "
                 f"(the lock expires {self.ttl_ms // 1000}s after its holder stops)."
             )
-        self._heartbeat.start()
         return self
 
     def keep(self) -> None:
@@ -78,7 +84,11 @@ class AudienceLock:
         traceback: TracebackType | None,
     ) -> None:
         self._stop.set()
-        self._heartbeat.join()
+        if self._heartbeat.is_alive():
+            self._heartbeat.join()
+        self._release()
+
+    def _release(self) -> None:
         # NB: when Redis is unreachable, the expiry frees the audience later.
         with contextlib.suppress(redis.RedisError):
             self.client.eval(_RELEASE, 1, self.key, self.token)

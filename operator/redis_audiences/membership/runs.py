@@ -33,7 +33,11 @@ from typing import Literal, Protocol
 import redis
 
 from redis_audiences.membership.connection import RedisClient
-from redis_audiences.membership.errors import MembershipError, describe_redis_error
+from redis_audiences.membership.errors import (
+    KeyLayoutError,
+    MembershipError,
+    describe_redis_error,
+)
 from redis_audiences.membership.keys import AudienceKeys
 from redis_audiences.membership.locks import AudienceLock
 from redis_audiences.membership.overlap import OverlappedWriter
@@ -171,6 +175,7 @@ class _Run:
 
     def execute(self, source: KeyBatches) -> None:
         try:
+            self.check_owned_keys()
             current = self.survey()
             streaming = self.can_stream_adds(current)
             unique = self.stage(source, streaming=streaming)
@@ -183,6 +188,18 @@ class _Run:
                 self.commit()
         finally:
             self.clean_up()
+
+    def check_owned_keys(self) -> None:
+        """Fail before any write when another program took an owned key."""
+        for key, expected in ((self.keys.meta, b"hash"), (self.keys.ledger, b"set")):
+            found: bytes = self.client.type(key)  # type: ignore[assignment]
+            if found not in (expected, b"none"):
+                name = key.decode(errors="replace")
+                raise KeyLayoutError(
+                    f"operator key {name!r} holds a {found.decode()}, not a {expected.decode()}; "
+                    "another program writes under the metadata prefix: delete it or change "
+                    "metadataPrefix."
+                )
 
     def survey(self) -> bytes:
         """Return the Set of current members: the ledger, or scanned holders."""
