@@ -99,9 +99,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--output", choices=["text", "json"], default="text")
     sync.set_defaults(handler=_sync)
+    run = commands.add_parser("run", help="run the Kubernetes operator")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        dest="namespaces",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch this namespace (repeatable)",
+    )
+    scope.add_argument(
+        "--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)"
+    )
+    run.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    run.add_argument(
+        "--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port"
+    )
+    run.set_defaults(handler=_run)
     crds = commands.add_parser("crds", help="print the CRD manifests generated from the models")
     crds.set_defaults(handler=_crds)
     return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    # NB: imported here: Kopf is slow to import and `sync` does not need it.
+    from redis_audiences.controller.running import run_operator  # noqa: PLC0415
+
+    run_operator(namespaces=args.namespaces, liveness=args.liveness, metrics_port=args.metrics_port)
+    return EXIT_OK
 
 
 def _crds(args: argparse.Namespace) -> int:

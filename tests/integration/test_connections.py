@@ -15,9 +15,9 @@ import pytest
 import redis
 import yaml
 
-from integration.conftest import free_port, start_server, stop
 from redis_audiences.resources import load_manifests
 from redis_audiences.syncing import sync_activation
+from servers import free_port, start_server, stop
 
 README_ACL = (
     "resetkeys ~*.dinmo_segments ~audiences:* resetchannels -@all +ping +info +scan +type "

@@ -28,8 +28,14 @@ def now_rfc3339() -> str:
 
 def syncing(previous: Mapping[str, Any], *, generation: int) -> Status:
     """Status while a run is in progress: phase Syncing, Reconciling true."""
-    conditions = set_condition(previous.get("conditions") or [], "Reconciling", "True",
-                               "Syncing", "A sync run is in progress.", generation)  # fmt: skip
+    conditions = set_condition(
+        previous.get("conditions") or [],
+        "Reconciling",
+        "True",
+        "Syncing",
+        "A sync run is in progress.",
+        generation,
+    )
     return {"phase": "Syncing", "conditions": conditions}
 
 
@@ -49,16 +55,29 @@ def finished(
     succeeded = report.outcome == "Succeeded"
     message = report.message or f"{report.mode} run {report.id} {report.outcome.lower()}."
     conditions = list(previous.get("conditions") or [])
-    conditions = set_condition(conditions, "Reconciling", "False", "Idle", "No run in progress.",
-                               generation)  # fmt: skip
-    conditions = set_condition(conditions, "Ready", "True" if succeeded else "False",
-                               _REASONS[report.outcome], message, generation)  # fmt: skip
+    conditions = set_condition(
+        conditions, "Reconciling", "False", "Idle", "No run in progress.", generation
+    )
+    conditions = set_condition(
+        conditions,
+        "Ready",
+        "True" if succeeded else "False",
+        _REASONS[report.outcome],
+        message,
+        generation,
+    )
     blocked = report.outcome == "Blocked"
     stalled_reason, stalled_message = (
         ("SafetyGuard", message) if blocked else ("Healthy", "Nothing blocks the sync.")
     )
-    conditions = set_condition(conditions, "Stalled", "True" if blocked else "False",
-                               stalled_reason, stalled_message, generation)  # fmt: skip
+    conditions = set_condition(
+        conditions,
+        "Stalled",
+        "True" if blocked else "False",
+        stalled_reason,
+        stalled_message,
+        generation,
+    )
     status: Status = {
         "observedGeneration": generation,
         "phase": _PHASES[report.outcome],

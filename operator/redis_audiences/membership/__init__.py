@@ -8,7 +8,7 @@ key batches and ``RunOptions``), so the command line and the operator share
 one code path.
 """
 
-from redis_audiences.membership.connection import RedisClient, RedisTarget, open_client
+from redis_audiences.membership.connection import RedisClient, RedisTarget, open_client, probe
 from redis_audiences.membership.errors import (
     AudienceLocked,
     ConnectionFailed,
@@ -47,5 +47,6 @@ __all__ = [
     "describe_redis_error",
     "new_run_id",
     "open_client",
+    "probe",
     "run_sync",
 ]

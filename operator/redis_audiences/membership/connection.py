@@ -155,3 +155,17 @@ def _sentinel_master(target: RedisTarget, options: dict[str, Any]) -> redis.Redi
         target.sentinel_master
     )
     return master
+
+
+def probe(target: RedisTarget) -> str:
+    """PING the target (no writes); return its ``redis_version``."""
+    with open_client(target) as client:
+        try:
+            client.ping()
+            info = client.info("server")
+        except redis.RedisError as error:
+            raise ConnectionFailed(describe_redis_error(error)) from None
+    if isinstance(client, RedisCluster):
+        info = next(iter(info.values())) if info and "redis_version" not in info else info
+    version = info.get("redis_version", "unknown")
+    return version.decode() if isinstance(version, bytes) else str(version)

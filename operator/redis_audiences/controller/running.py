@@ -1,0 +1,82 @@
+"""Starting the operator: Kopf's settings and the metrics endpoint.
+
+Kopf's bookkeeping (handler progress, the last handled spec) goes into
+annotations under ``kopf.audiences.dev``, never into ``status``, which stays
+the product's alone. Watch requests carry server and client timeouts, so a
+watch connection that dies silently (a load balancer dropping it) is noticed
+and re-opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from redis_audiences.controller.handlers import REGISTRY
+from redis_audiences.controller.metrics import REGISTRY as METRICS
+
+BOOKKEEPING_PREFIX = "kopf.audiences.dev"
+LoginFn = Callable[..., Any]
+_LOGINS: set[LoginFn] = set()
+WATCH_SERVER_TIMEOUT = 300
+WATCH_CLIENT_TIMEOUT = 330
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Settings shared by production and the tests."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=BOOKKEEPING_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=BOOKKEEPING_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{BOOKKEEPING_PREFIX}/finalizer"
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
+    settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
+    settings.watching.connect_timeout = 30
+    settings.posting.level = logging.INFO
+    settings.peering.standalone = True
+
+
+def run_operator(
+    *,
+    namespaces: Sequence[str],
+    liveness: str | None,
+    metrics_port: int | None,
+    login: LoginFn | None = None,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
+) -> None:
+    """Run the operator until stopped (namespaces empty: all namespaces).
+
+    ``login`` replaces the standard in-cluster and kubeconfig logins (tests
+    point the operator at an emulated API server with it).
+    """
+    for handler in (
+        [login] if login else [kopf.login_with_service_account, kopf.login_with_kubeconfig]
+    ):
+        if handler not in _LOGINS:
+            kopf.on.login(registry=REGISTRY)(handler)
+            _LOGINS.add(handler)
+    if metrics_port is not None:
+        start_http_server(metrics_port, registry=METRICS)
+    settings = kopf.OperatorSettings()
+    configure(settings)
+    options: dict[str, Any] = {"clusterwide": not namespaces, "namespaces": list(namespaces)}
+    asyncio.run(
+        kopf.operator(
+            registry=REGISTRY,
+            settings=settings,
+            liveness_endpoint=liveness,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+            standalone=True,
+            **options,
+        )
+    )

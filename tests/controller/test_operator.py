@@ -1,0 +1,119 @@
+"""The operator end to end: Kopf, KMock and a real redis-server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from controller.conftest import Cluster
+
+API = "audiences.dev/v1alpha1"
+
+
+def destination(redis_url: str) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "RedisDestination",
+            "metadata": {"name": "local", "namespace": "default"},
+            "spec": {"url": redis_url}}  # fmt: skip
+
+
+def activation(keys: list[str], **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "RedisAudienceActivation",
+            "metadata": {"name": "vip", "namespace": "default"},
+            "spec": {"destinationRef": {"name": "local"}, "audienceName": "vip",
+                     "syncMode": "Full", "source": {"inline": {"keys": keys}},
+                     "safety": {"maxRemovalPercent": 100}, **spec}}  # fmt: skip
+
+
+def ready(obj: Any) -> bool:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def runs(obj: Any) -> int:
+    return len((obj.get("status") or {}).get("history") or [])
+
+
+def test_a_new_activation_is_synced_with_counts_and_the_right_sets(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+
+    obj = operator.create(activation(["user:1", "user:2"]))
+    synced = operator.wait(obj, lambda o: (o.get("status") or {}).get("phase") == "Synced")
+
+    assert synced["status"]["members"] == 2
+    assert synced["status"]["lastRun"]["trigger"] == "SpecChange"
+    assert synced["status"]["observedGeneration"] == 1
+    assert r.smembers("user:1.dinmo_segments") == {b"vip"}
+    assert not any(key.startswith("kopf") for key in synced["status"])
+    assert any(e.get("reason") == "Synced" for e in operator.events())
+
+
+def test_a_spec_change_runs_again_and_a_status_patch_does_not(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    obj = operator.create(activation(["user:1"]))
+    operator.wait(obj, lambda o: runs(o) == 1)
+
+    operator.patch(obj, {"status": {"note": "touched"}}, status=True)
+    operator.patch(obj, {"spec": {"source": {"inline": {"keys": ["user:2"]}}}})
+    changed = operator.wait(obj, lambda o: runs(o) == 2)
+
+    assert changed["status"]["observedGeneration"] == 2
+    assert r.smembers("user:2.dinmo_segments") == {b"vip"}
+    assert not r.exists("user:1.dinmo_segments")
+    assert runs(operator.get(obj)) == 2
+
+
+def test_the_annotation_requests_a_manual_run(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    obj = operator.create(activation(["user:1"]))
+    operator.wait(obj, lambda o: runs(o) == 1)
+    r.srem("user:1.dinmo_segments", "vip")  # someone broke the audience by hand
+
+    operator.patch(
+        obj,
+        {"metadata": {"annotations": {"audiences.dev/sync-requested-at": "2026-12-03T10:00:00Z"}}},
+    )
+    manual = operator.wait(obj, lambda o: runs(o) == 2)
+
+    assert manual["status"]["lastRun"]["trigger"] == "Manual"
+    assert manual["status"]["lastHandledSyncRequest"] == "2026-12-03T10:00:00Z"
+    assert r.smembers("user:1.dinmo_segments") == {b"vip"}
+
+
+def test_an_invalid_spec_is_stalled_with_a_message_naming_the_field(
+    operator: Cluster, redis_url: str
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+
+    obj = operator.create(activation(["user:1"], audienceName="vip customers"))
+    stalled = operator.wait(obj, lambda o: (o.get("status") or {}).get("phase") == "Failed")
+
+    condition = next(c for c in stalled["status"]["conditions"] if c["type"] == "Stalled")
+    assert condition["status"] == "True"
+    assert condition["reason"] == "InvalidSpec"
+    assert "spec.audienceName" in condition["message"]
+
+
+def test_an_unreachable_destination_is_not_ready_and_says_why(operator: Cluster) -> None:
+    unreachable = destination("redis://127.0.0.1:1")
+
+    operator.create(unreachable)
+    checked = operator.wait(unreachable, lambda o: bool((o.get("status") or {}).get("conditions")))
+
+    condition = checked["status"]["conditions"][0]
+    assert (condition["type"], condition["status"], condition["reason"]) == (
+        "Ready",
+        "False",
+        "Unreachable",
+    )
+    assert "Redis unreachable" in condition["message"]
