@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
@@ -117,3 +118,35 @@ def test_an_unreachable_destination_is_not_ready_and_says_why(operator: Cluster)
         "Unreachable",
     )
     assert "Redis unreachable" in condition["message"]
+
+
+def test_an_interval_schedule_runs_again_and_says_when(operator: Cluster, redis_url: str) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+
+    obj = operator.create(activation(["user:1"], schedule={"interval": "1s"}))
+    first = operator.wait(obj, lambda o: runs(o) >= 1)
+    again = operator.wait(obj, lambda o: runs(o) >= 2, timeout=20)
+
+    assert first["status"]["nextSyncTime"].endswith("Z")
+    assert again["status"]["lastRun"]["trigger"] == "Schedule"
+
+
+def test_a_suspended_activation_has_no_scheduled_runs_but_a_manual_run_works(
+    operator: Cluster, redis_url: str
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    obj = operator.create(activation(["user:1"], schedule={"interval": "1s"}, suspend=True))
+    operator.wait(obj, lambda o: (o.get("status") or {}).get("phase") == "Suspended")
+
+    time.sleep(5)  # NB: more than two schedule ticks and intervals pass.
+    assert runs(operator.get(obj)) == 1
+    operator.patch(
+        obj,
+        {"metadata": {"annotations": {"audiences.dev/sync-requested-at": "2026-12-03T11:00:00Z"}}},
+    )
+    manual = operator.wait(obj, lambda o: runs(o) == 2)
+
+    assert manual["status"]["lastRun"]["trigger"] == "Manual"
+    assert "nextSyncTime" not in manual["status"]

@@ -16,6 +16,7 @@ schedule logic they need is in ``statuses`` and ``schedules``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 
 from redis_audiences.controller import metrics, statuses
 from redis_audiences.controller.lookups import IndexedLookup, ObjectIndex, index_data
+from redis_audiences.controller.schedules import next_run
 from redis_audiences.membership import MembershipError, probe
 from redis_audiences.resources import (
     GROUP,
@@ -43,6 +45,8 @@ REGISTRY = kopf.OperatorRegistry()
 ACTIVATIONS = (GROUP, VERSION, "redisaudienceactivations")
 DESTINATIONS = (GROUP, VERSION, "redisdestinations")
 SYNC_REQUEST = "audiences.dev/sync-requested-at"
+SCHEDULE_TICK_SECONDS = 2.0
+_RUNNING: dict[Any, threading.Lock] = {}
 DESTINATION_RECHECK_SECONDS = 60.0
 
 
@@ -83,8 +87,36 @@ def sync_requested(
         patch.status["lastHandledSyncRequest"] = new
 
 
-def run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: Any) -> None:
-    """Validate, run one sync and write its status and Event."""
+@kopf.timer(*ACTIVATIONS, interval=SCHEDULE_TICK_SECONDS, registry=REGISTRY)
+def schedule_tick(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **indexes: Any
+) -> None:
+    """Run when the schedule is due; mark a suspended activation."""
+    due = status.get("nextSyncTime")
+    if spec.get("suspend") and status.get("phase") not in (None, "Syncing", "Suspended"):
+        patch.status.update({"phase": "Suspended", "nextSyncTime": None})
+    elif spec.get("schedule") and not spec.get("suspend") and due and due <= _now():
+        run_activation("Schedule", body, patch, indexes, wait=False)
+
+
+def run_activation(
+    trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: Any, *, wait: bool = True
+) -> None:
+    """Validate, run one sync and write its status and Event.
+
+    One run at a time per activation: a scheduled tick that finds a run in
+    progress skips (``wait`` false); other triggers wait for it.
+    """
+    running = _RUNNING.setdefault(body["metadata"].get("uid", id(body)), threading.Lock())
+    if not running.acquire(blocking=wait):
+        return
+    try:
+        _run_activation(trigger, body, patch, indexes)
+    finally:
+        running.release()
+
+
+def _run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: Any) -> None:
     previous, generation = dict(body.get("status") or {}), body["metadata"].get("generation")
     activation = _parse_activation(body, patch, generation)
     if activation is None:
@@ -95,9 +127,11 @@ def run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: An
 
     lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
     report = sync_activation(activation, destination, lookup, Overrides(trigger=trigger))
-    patch.status.update(
-        statuses.finished(previous, report, generation=generation, next_sync_time=None)
-    )
+    patch.status.update(statuses.finished(
+        previous, report, generation=generation, next_sync_time=_next_sync(activation),
+    ))  # fmt: skip
+    if activation.spec.suspend:
+        patch.status["phase"] = "Suspended"
     metrics.record(
         activation.meta.namespace, activation.meta.name, activation.spec.audience_name, report
     )
@@ -106,6 +140,19 @@ def run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: An
         kopf.info(body, reason="Synced", message=f"{report.mode} run {report.id}: {counts}.")
     else:
         kopf.warn(body, reason=report.outcome, message=report.message or report.outcome)
+
+
+def _next_sync(activation: RedisAudienceActivation) -> str | None:
+    """The next scheduled run; None without a schedule or when suspended."""
+    schedule = activation.spec.schedule
+    if schedule is None or activation.spec.suspend:
+        return None
+    moment = next_run(schedule, after=datetime.now(UTC))
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _parse_activation(
