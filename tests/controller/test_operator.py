@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from controller.conftest import Cluster
+from servers import free_port, start_server, stop
 
 API = "audiences.dev/v1alpha1"
 
@@ -150,3 +152,34 @@ def test_a_suspended_activation_has_no_scheduled_runs_but_a_manual_run_works(
 
     assert manual["status"]["lastRun"]["trigger"] == "Manual"
     assert "nextSyncTime" not in manual["status"]
+
+
+def test_redis_down_fails_with_an_event_and_a_retry_recovers(
+    operator: Cluster, tmp_path: Path
+) -> None:
+    port = free_port()
+    server = start_server(tmp_path / "first", port)
+    url = f"redis://127.0.0.1:{port}/0"
+    operator.create(destination(url))
+    operator.wait(destination(url), ready)
+    obj = operator.create(activation(["user:1"]))
+    operator.wait(obj, lambda o: runs(o) == 1)
+
+    stop(server)
+    operator.patch(obj, {"spec": {"source": {"inline": {"keys": ["user:2"]}}}})
+    failed = operator.wait(obj, lambda o: (o.get("status") or {}).get("phase") == "Failed")
+    server = start_server(tmp_path / "second", port)
+    try:
+        recovered = operator.wait(
+            obj, lambda o: (o.get("status") or {}).get("phase") == "Synced", timeout=30
+        )
+        members = redis.Redis(port=port).smembers("user:2.dinmo_segments")
+    finally:
+        stop(server)
+
+    assert "Redis unreachable" in failed["status"]["lastRun"]["message"]
+    assert failed["status"]["nextSyncTime"] > failed["status"]["lastSyncTime"]
+    assert any(e.get("type") == "Warning" and e.get("reason") == "Failed"
+               for e in operator.events())  # fmt: skip
+    assert recovered["status"]["lastRun"]["trigger"] == "SpecChange"
+    assert members == {b"vip"}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from redis_audiences.controller import metrics, statuses
 from redis_audiences.controller.lookups import IndexedLookup, ObjectIndex, index_data
-from redis_audiences.controller.schedules import next_run
+from redis_audiences.controller.schedules import next_run, retry_delay
 from redis_audiences.membership import MembershipError, probe
 from redis_audiences.resources import (
     GROUP,
@@ -91,11 +91,14 @@ def sync_requested(
 def schedule_tick(
     body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **indexes: Any
 ) -> None:
-    """Run when the schedule is due; mark a suspended activation."""
+    """Run a due schedule or retry; mark a suspended activation."""
     due = status.get("nextSyncTime")
+    retrying = status.get("phase") == "Failed" and status.get("lastRun")
     if spec.get("suspend") and status.get("phase") not in (None, "Syncing", "Suspended"):
         patch.status.update({"phase": "Suspended", "nextSyncTime": None})
-    elif spec.get("schedule") and not spec.get("suspend") and due and due <= _now():
+    elif due and due <= _now() and retrying:
+        run_activation(status["lastRun"]["trigger"], body, patch, indexes, wait=False)
+    elif due and due <= _now() and spec.get("schedule") and not spec.get("suspend"):
         run_activation("Schedule", body, patch, indexes, wait=False)
 
 
@@ -127,9 +130,11 @@ def _run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: A
 
     lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
     report = sync_activation(activation, destination, lookup, Overrides(trigger=trigger))
-    patch.status.update(statuses.finished(
-        previous, report, generation=generation, next_sync_time=_next_sync(activation),
-    ))  # fmt: skip
+    status = statuses.finished(previous, report, generation=generation,
+                               next_sync_time=_next_sync(activation))  # fmt: skip
+    if report.outcome == "Failed":
+        status["nextSyncTime"] = _retry_time(status)
+    patch.status.update(status)
     if activation.spec.suspend:
         patch.status["phase"] = "Suspended"
     metrics.record(
@@ -148,6 +153,17 @@ def _next_sync(activation: RedisAudienceActivation) -> str | None:
     if schedule is None or activation.spec.suspend:
         return None
     moment = next_run(schedule, after=datetime.now(UTC))
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _retry_time(status: Mapping[str, Any]) -> str:
+    """When to retry after a failed run: capped backoff on failures in a row."""
+    failures = 0
+    for run in status.get("history") or []:
+        if run.get("outcome") != "Failed":
+            break
+        failures += 1
+    moment = datetime.now(UTC) + timedelta(seconds=retry_delay(max(failures, 1)))
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
