@@ -25,6 +25,7 @@ from redis_audiences.membership import (
     SourceFailed,
     new_run_id,
     open_client,
+    remove_audience,
     run_sync,
 )
 from redis_audiences.membership.runs import ProgressSink
@@ -100,6 +101,22 @@ def sync_activation(
     except (ManifestError, MembershipError) as error:
         return failed_report(run_options(activation, overrides), str(error))
     return execute(prepared, progress=progress)
+
+
+def remove_activation_audience(
+    activation: RedisAudienceActivation, destination: RedisDestination, lookup: ObjectLookup
+) -> RunReport:
+    """Remove the activation's audience from every Set of its destination."""
+    options = run_options(activation, Overrides(trigger="Deletion"))
+    try:
+        target = redis_target(destination, lookup)
+        with open_client(target) as client:
+            return remove_audience(
+                client, audience_keys(activation, destination),
+                activation=activation.qualified_name,
+            )  # fmt: skip
+    except (ManifestError, MembershipError) as error:
+        return failed_report(options, str(error))
 
 
 def last_run_fields(report: RunReport) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+import urllib.error
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from controller.conftest import Cluster
@@ -183,3 +185,84 @@ def test_redis_down_fails_with_an_event_and_a_retry_recovers(
                for e in operator.events())  # fmt: skip
     assert recovered["status"]["lastRun"]["trigger"] == "SpecChange"
     assert members == {b"vip"}
+
+
+def delete(cluster: Cluster, obj: dict[str, Any]) -> None:
+    name = obj["metadata"]["name"]
+    cluster.request("DELETE", f"/apis/{API}/namespaces/default/redisaudienceactivations/{name}")
+
+
+def gone(cluster: Cluster, obj: dict[str, Any], timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            cluster.get(obj)
+        except urllib.error.HTTPError as error:
+            return error.code == 404
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize(("policy", "annotations", "kept"), [
+    ("Remove", {}, False),
+    ("Retain", {}, True),
+    ("Remove", {"audiences.dev/skip-cleanup": "true"}, True),
+])  # fmt: skip
+def test_deleting_an_activation_follows_its_deletion_policy(
+    operator: Cluster,
+    r: redis.Redis,
+    redis_url: str,
+    policy: str,
+    annotations: dict[str, str],
+    kept: bool,
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    obj = activation(["user:1", "user:2"], deletionPolicy=policy)
+    obj["metadata"]["annotations"] = annotations
+    operator.create(obj)
+    operator.wait(obj, lambda o: runs(o) == 1)
+    r.sadd("user:1.dinmo_segments", "other")
+
+    delete(operator, obj)
+
+    assert gone(operator, obj)
+    assert r.smembers("user:1.dinmo_segments") == ({b"vip", b"other"} if kept else {b"other"})
+    assert r.exists("user:2.dinmo_segments") == kept
+    assert bool(r.exists("audiences:{vip}:meta")) == kept
+
+
+def test_renaming_the_audience_removes_the_old_name_first(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    obj = operator.create(activation(["user:1"]))
+    operator.wait(obj, lambda o: runs(o) == 1)
+
+    operator.patch(obj, {"spec": {"audienceName": "vip2"}})
+    operator.wait(obj, lambda o: runs(o) == 2)
+
+    assert r.smembers("user:1.dinmo_segments") == {b"vip2"}
+    assert not r.exists("audiences:{vip}:meta")
+
+
+def test_deletion_waits_while_redis_is_down_until_cleanup_is_skipped(
+    operator: Cluster, tmp_path: Path
+) -> None:
+    port = free_port()
+    server = start_server(tmp_path, port)
+    url = f"redis://127.0.0.1:{port}/0"
+    operator.create(destination(url))
+    operator.wait(destination(url), ready)
+    obj = operator.create(activation(["user:1"]))
+    operator.wait(obj, lambda o: runs(o) == 1)
+    stop(server)
+
+    delete(operator, obj)
+
+    assert not gone(operator, obj, timeout=3)
+    assert any(e.get("reason") == "CleanupPending" and "Redis unreachable" in e.get("message", "")
+               for e in operator.events())  # fmt: skip
+    operator.patch(obj, {"metadata": {"annotations": {"audiences.dev/skip-cleanup": "true"}}})
+    assert gone(operator, obj, timeout=20)

@@ -39,12 +39,18 @@ from redis_audiences.resources import (
     RedisDestinationSpec,
     describe_validation_error,
 )
-from redis_audiences.syncing import Overrides, redis_target, sync_activation
+from redis_audiences.syncing import (
+    Overrides,
+    redis_target,
+    remove_activation_audience,
+    sync_activation,
+)
 
 REGISTRY = kopf.OperatorRegistry()
 ACTIVATIONS = (GROUP, VERSION, "redisaudienceactivations")
 DESTINATIONS = (GROUP, VERSION, "redisdestinations")
 SYNC_REQUEST = "audiences.dev/sync-requested-at"
+SKIP_CLEANUP = "audiences.dev/skip-cleanup"
 SCHEDULE_TICK_SECONDS = 2.0
 _RUNNING: dict[Any, threading.Lock] = {}
 DESTINATION_RECHECK_SECONDS = 60.0
@@ -68,8 +74,51 @@ def destination_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[s
 
 @kopf.on.create(*ACTIVATIONS, registry=REGISTRY)
 @kopf.on.update(*ACTIVATIONS, field="spec", registry=REGISTRY)
-def spec_changed(body: kopf.Body, patch: kopf.Patch, **indexes: Any) -> None:
+def spec_changed(body: kopf.Body, patch: kopf.Patch, old: Any, **indexes: Any) -> None:
+    """Run on a new spec; a renamed or moved audience drops the old first."""
+    if old and _placement(old) != _placement(body.get("spec") or {}):
+        _remove_or_retry(body, indexes, reason="AudienceMoved", old=old)
     run_activation("SpecChange", body, patch, indexes)
+
+
+@kopf.on.delete(*ACTIVATIONS, registry=REGISTRY)
+def deleted(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, **indexes: Any) -> None:
+    """Remove the audience (deletionPolicy Remove) before the finalizer goes."""
+    if meta.get("annotations", {}).get(SKIP_CLEANUP) == "true":
+        kopf.info(body, reason="CleanupSkipped", message=f"{SKIP_CLEANUP} is true.")
+    elif (spec.get("deletionPolicy") or "Remove") == "Remove":
+        running = _RUNNING.setdefault(meta.get("uid", id(body)), threading.Lock())
+        with running:  # NB: a run in flight lands before the cleanup, never after.
+            _remove_or_retry(body, indexes, reason="CleanupPending")
+
+
+def _placement(spec: Mapping[str, Any]) -> tuple[Any, Any]:
+    return spec.get("audienceName"), (spec.get("destinationRef") or {}).get("name")
+
+
+def _remove_or_retry(
+    body: kopf.Body, indexes: Any, *, reason: str, old: Mapping[str, Any] | None = None
+) -> None:
+    """Remove the audience of ``old`` (default: the spec), or retry later."""
+    try:
+        meta = ObjectMeta.model_validate(dict(body["metadata"]))
+        spec = RedisAudienceActivationSpec.model_validate(dict(old or body.get("spec") or {}))
+    except ValidationError:
+        return  # NB: an invalid spec never ran, so it wrote nothing to remove.
+    activation = RedisAudienceActivation(meta, spec)
+    destination = _destination(activation, indexes["destination_index"])
+    lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
+    report = remove_activation_audience(activation, destination, lookup) if destination else None
+    if report is None or report.outcome != "Succeeded":
+        why = (
+            report.message if report else f"RedisDestination {spec.destination_ref.name!r} is gone"
+        )
+        message = (f"cannot remove audience {spec.audience_name!r} yet: {why}; retrying "
+                   f"(annotate {SKIP_CLEANUP}=true to skip).")  # fmt: skip
+        kopf.warn(body, reason=reason, message=message)
+        raise kopf.TemporaryError(message, delay=10)
+    removed = f"removed audience {spec.audience_name!r} from {report.removed} Sets."
+    kopf.info(body, reason="AudienceRemoved", message=removed)
 
 
 @kopf.on.resume(*ACTIVATIONS, registry=REGISTRY)
@@ -125,8 +174,6 @@ def _run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: A
     if activation is None:
         return
     destination = _ready_destination(activation, indexes["destination_index"], patch, body)
-    if destination is None:
-        return
 
     lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
     report = sync_activation(activation, destination, lookup, Overrides(trigger=trigger))
@@ -195,32 +242,39 @@ def _parse_activation(
 
 def _ready_destination(
     activation: RedisAudienceActivation, index: ObjectIndex, patch: kopf.Patch, body: kopf.Body
-) -> RedisDestination | None:
-    key = (activation.meta.namespace, activation.spec.destination_ref.name)
-    found = list(index.get(key, []))
-    ready = found and any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (found[-1].get("status") or {}).get("conditions") or []
-    )
-    if not ready:
-        message = f"RedisDestination {key[1]!r} is missing or not ready; the sync waits for it."
-        patch.status.update(
-            {
-                "phase": "Pending",
-                "conditions": statuses.set_condition(
-                    (body.get("status") or {}).get("conditions") or [],
-                    "Ready",
-                    "False",
-                    "DestinationNotReady",
-                    message,
-                    body["metadata"].get("generation") or 0,
-                ),
-            }
-        )
+) -> RedisDestination:
+    """The activation's destination when Ready; else Pending and a retry."""
+    destination = _destination(activation, index)
+    if destination is None or not _is_ready(index, activation):
+        name = activation.spec.destination_ref.name
+        message = f"RedisDestination {name!r} is missing or not ready; the sync waits for it."
+        conditions = statuses.set_condition(
+            (body.get("status") or {}).get("conditions") or [], "Ready", "False",
+            "DestinationNotReady", message, body["metadata"].get("generation") or 0,
+        )  # fmt: skip
+        patch.status.update({"phase": "Pending", "conditions": conditions})
         raise kopf.TemporaryError(message, delay=30)
-    destination = found[-1]
-    meta = ObjectMeta.model_validate(destination["metadata"])
-    return RedisDestination(meta, RedisDestinationSpec.model_validate(destination["spec"]))
+    return destination
+
+
+def _destination(
+    activation: RedisAudienceActivation, index: ObjectIndex
+) -> RedisDestination | None:
+    """The activation's RedisDestination from the index, or None."""
+    found = list(index.get((activation.meta.namespace, activation.spec.destination_ref.name), []))
+    if not found:
+        return None
+    try:
+        meta = ObjectMeta.model_validate(found[-1]["metadata"])
+        return RedisDestination(meta, RedisDestinationSpec.model_validate(found[-1]["spec"]))
+    except ValidationError:
+        return None
+
+
+def _is_ready(index: ObjectIndex, activation: RedisAudienceActivation) -> bool:
+    found = list(index.get((activation.meta.namespace, activation.spec.destination_ref.name), []))
+    conditions = (found[-1].get("status") or {}).get("conditions") or [] if found else []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 @kopf.on.create(*DESTINATIONS, registry=REGISTRY)

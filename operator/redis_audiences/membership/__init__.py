@@ -25,6 +25,7 @@ from redis_audiences.membership.runs import (
     RunOptions,
     RunReport,
     new_run_id,
+    remove_audience,
     run_sync,
 )
 
@@ -48,5 +49,6 @@ __all__ = [
     "new_run_id",
     "open_client",
     "probe",
+    "remove_audience",
     "run_sync",
 ]

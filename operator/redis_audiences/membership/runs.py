@@ -111,6 +111,30 @@ class _Blocked(Exception):
     """A safety guard refused the run; nothing was written."""
 
 
+class NoKeys:
+    """An empty source: a Full run of it removes the audience everywhere."""
+
+    rows = 0
+    skipped = 0
+
+    def __iter__(self) -> Iterator[list[bytes]]:
+        return iter(())
+
+
+def remove_audience(client: RedisClient, keys: AudienceKeys, *, activation: str) -> RunReport:
+    """Remove the audience from every membership Set and drop its own keys.
+
+    A Full run of an empty source, so it takes the lock and scans like any
+    run; on success the ledger and metadata hash go too.
+    """
+    options = RunOptions(mode="Full", allow_empty_source=True, max_removal_percent=100.0,
+                         activation=activation, trigger="Deletion")  # fmt: skip
+    report = run_sync(client, keys, NoKeys(), options)
+    if report.outcome == "Succeeded":
+        client.delete(keys.meta, keys.ledger)
+    return report
+
+
 def new_run_id() -> str:
     """A short random id, unique enough to tell runs apart."""
     return uuid.uuid4().hex[:12]
