@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 import urllib.error
 from pathlib import Path
@@ -9,8 +10,10 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import generate_latest
 
 from controller.conftest import Cluster
+from redis_audiences.controller.metrics import REGISTRY as METRICS
 from servers import free_port, start_server, stop
 
 API = "audiences.dev/v1alpha1"
@@ -266,3 +269,85 @@ def test_deletion_waits_while_redis_is_down_until_cleanup_is_skipped(
                for e in operator.events())  # fmt: skip
     operator.patch(obj, {"metadata": {"annotations": {"audiences.dev/skip-cleanup": "true"}}})
     assert gone(operator, obj, timeout=20)
+
+
+def test_the_newer_of_two_activations_of_one_audience_is_stalled(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    older = operator.create(activation(["user:1"]))
+    operator.wait(older, lambda o: runs(o) == 1)
+
+    newer = activation(["user:2"])
+    newer["metadata"]["name"] = "vip-copy"
+    newer["metadata"]["creationTimestamp"] = "2999-01-01T00:00:00Z"
+    operator.create(newer)
+    stalled = operator.wait(newer, lambda o: (o.get("status") or {}).get("phase") == "Failed")
+
+    condition = next(c for c in stalled["status"]["conditions"] if c["type"] == "Stalled")
+    assert condition["reason"] == "AudienceConflict"
+    assert "'vip'" in condition["message"]
+    assert not r.exists("user:2.dinmo_segments")
+    assert r.smembers("user:1.dinmo_segments") == {b"vip"}
+
+
+def test_an_activation_waits_for_its_destination_to_be_ready(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    obj = operator.create(activation(["user:1"]))
+    pending = operator.wait(obj, lambda o: (o.get("status") or {}).get("phase") == "Pending")
+    condition = next(c for c in pending["status"]["conditions"] if c["type"] == "Ready")
+
+    operator.create(destination(redis_url))
+    synced = operator.wait(obj, lambda o: runs(o) == 1, timeout=45)
+
+    assert condition["reason"] == "DestinationNotReady"
+    assert synced["status"]["phase"] == "Synced"
+    assert r.smembers("user:1.dinmo_segments") == {b"vip"}
+
+
+def test_configmap_and_secret_references_are_read_from_the_cluster(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    operator.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "redis-url", "namespace": "default"},
+            "data": {"url": base64.b64encode(redis_url.encode()).decode()},
+        }
+    )
+    operator.create({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "lists", "namespace": "default"},
+                     "data": {"vip.csv": "id,key\n1,user:7\n2,user:8\n"}})  # fmt: skip
+    dest = destination(redis_url)
+    dest["spec"] = {"urlSecretRef": {"name": "redis-url", "key": "url"}}
+    operator.create(dest)
+    operator.wait(dest, ready)
+
+    obj = operator.create(
+        activation(
+            [],
+            source={"configMap": {"name": "lists", "key": "vip.csv", "format": "csv"}},
+            fieldMapping={"redisKey": "key"},
+        )
+    )
+    synced = operator.wait(obj, lambda o: runs(o) == 1)
+
+    assert synced["status"]["members"] == 2
+    assert r.smembers("user:8.dinmo_segments") == {b"vip"}
+
+
+def test_runs_are_counted_in_prometheus_metrics(operator: Cluster, redis_url: str) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    obj = operator.create(activation(["user:1", "user:2"]))
+    operator.wait(obj, lambda o: runs(o) == 1)
+
+    exposed = generate_latest(METRICS).decode()
+
+    labels = 'activation="vip",audience="vip",namespace="default"'
+    assert f"redis_audiences_members{{{labels}}} 2.0" in exposed
+    assert f'redis_audiences_runs_total{{{labels},outcome="Succeeded"}}' in exposed
+    assert "redis_audiences_last_success_timestamp_seconds" in exposed

@@ -72,6 +72,17 @@ def destination_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[s
     return {(meta.get("namespace", ""), meta.get("name", "")): dict(body)}
 
 
+@kopf.index(*ACTIVATIONS, registry=REGISTRY)
+def claim_index(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> Any:
+    """Who claims which audience on which destination, oldest first."""
+    place = (
+        meta.get("namespace"),
+        (spec.get("destinationRef") or {}).get("name"),
+        spec.get("audienceName"),
+    )
+    return {place: (meta.get("creationTimestamp") or "", meta.get("name"))}
+
+
 @kopf.on.create(*ACTIVATIONS, registry=REGISTRY)
 @kopf.on.update(*ACTIVATIONS, field="spec", registry=REGISTRY)
 def spec_changed(body: kopf.Body, patch: kopf.Patch, old: Any, **indexes: Any) -> None:
@@ -113,8 +124,10 @@ def _remove_or_retry(
         why = (
             report.message if report else f"RedisDestination {spec.destination_ref.name!r} is gone"
         )
-        message = (f"cannot remove audience {spec.audience_name!r} yet: {why}; retrying "
-                   f"(annotate {SKIP_CLEANUP}=true to skip).")  # fmt: skip
+        message = (
+            f"cannot remove audience {spec.audience_name!r} yet: {why}; retrying "
+            f"(annotate {SKIP_CLEANUP}=true to skip)."
+        )
         kopf.warn(body, reason=reason, message=message)
         raise kopf.TemporaryError(message, delay=10)
     removed = f"removed audience {spec.audience_name!r} from {report.removed} Sets."
@@ -173,12 +186,14 @@ def _run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: A
     activation = _parse_activation(body, patch, generation)
     if activation is None:
         return
+    _refuse_conflict(activation, indexes["claim_index"], patch, body)
     destination = _ready_destination(activation, indexes["destination_index"], patch, body)
 
     lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
     report = sync_activation(activation, destination, lookup, Overrides(trigger=trigger))
-    status = statuses.finished(previous, report, generation=generation,
-                               next_sync_time=_next_sync(activation))  # fmt: skip
+    status = statuses.finished(
+        previous, report, generation=generation, next_sync_time=_next_sync(activation)
+    )
     if report.outcome == "Failed":
         status["nextSyncTime"] = _retry_time(status)
     patch.status.update(status)
@@ -240,6 +255,34 @@ def _parse_activation(
         return None
 
 
+def _refuse_conflict(
+    activation: RedisAudienceActivation, index: ObjectIndex, patch: kopf.Patch, body: kopf.Body
+) -> None:
+    """The newer of two activations of one audience and destination stalls."""
+    place = (
+        activation.meta.namespace,
+        activation.spec.destination_ref.name,
+        activation.spec.audience_name,
+    )
+    claims = sorted(index.get(place, []))
+    if not claims or claims[0][1] == activation.meta.name:
+        return
+    message = (
+        f"audience {activation.spec.audience_name!r} on destination "
+        f"{place[1]!r} is claimed by the older activation {claims[0][1]!r}."
+    )
+    patch.status.update(
+        statuses.stalled(
+            dict(body.get("status") or {}),
+            reason="AudienceConflict",
+            message=message,
+            generation=activation.meta.generation or 0,
+        )
+    )
+    kopf.warn(body, reason="AudienceConflict", message=message)
+    raise kopf.TemporaryError(message, delay=30)
+
+
 def _ready_destination(
     activation: RedisAudienceActivation, index: ObjectIndex, patch: kopf.Patch, body: kopf.Body
 ) -> RedisDestination:
@@ -249,11 +292,15 @@ def _ready_destination(
         name = activation.spec.destination_ref.name
         message = f"RedisDestination {name!r} is missing or not ready; the sync waits for it."
         conditions = statuses.set_condition(
-            (body.get("status") or {}).get("conditions") or [], "Ready", "False",
-            "DestinationNotReady", message, body["metadata"].get("generation") or 0,
-        )  # fmt: skip
+            (body.get("status") or {}).get("conditions") or [],
+            "Ready",
+            "False",
+            "DestinationNotReady",
+            message,
+            body["metadata"].get("generation") or 0,
+        )
         patch.status.update({"phase": "Pending", "conditions": conditions})
-        raise kopf.TemporaryError(message, delay=30)
+        raise kopf.TemporaryError(message, delay=10)
     return destination
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from redis_audiences.resources import ManifestError, ObjectLookup, SecretKeyRef
 
-ObjectIndex = Mapping[tuple[str, str], Any]
+ObjectIndex = Mapping[Any, Any]
 
 
 def index_data(body: Mapping[str, Any], *, encoded: bool) -> dict[tuple[str, str], dict[str, str]]:
