@@ -8,10 +8,12 @@ operator start-up for activations never synced. Kopf runs handlers of one
 object one at a time, and the Redis lock keeps runs of one audience apart
 across replicas.
 
-Limitations: scheduled runs (``schedule``, ``suspend``), retry backoff after a
-failed run, finalizers with ``deletionPolicy``, audience renames and conflicts,
-and the ``Syncing`` phase during a run are not handled yet; the status and
-schedule logic they need is in ``statuses`` and ``schedules``.
+Limitations: the status does not show ``Syncing`` while a run is in
+progress (Kopf applies a handler's status patch when it returns); a
+destination's check is a PING and INFO, not a check of ACL permissions, and a
+changed Secret is noticed at the next periodic re-check (60 s); the operator
+runs standalone, without Kopf peering between replicas (the Redis lock still
+keeps two runs of one audience apart).
 """
 
 from __future__ import annotations
