@@ -14,20 +14,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import redis
+
 from redis_audiences.membership import (
     DEFAULT_PREFIX,
     DEFAULT_SUFFIX,
     AudienceKeys,
+    ConnectionFailed,
     MembershipError,
     RedisTarget,
     RunOptions,
     RunReport,
     SourceFailed,
+    describe_redis_error,
     new_run_id,
     open_client,
+    probe,
     remove_audience,
     run_sync,
 )
+from redis_audiences.membership.permissions import PermissionCheck, check_permissions
 from redis_audiences.membership.runs import ProgressSink
 from redis_audiences.resources import (
     ManifestError,
@@ -101,6 +107,27 @@ def sync_activation(
     except (ManifestError, MembershipError) as error:
         return failed_report(run_options(activation, overrides), str(error))
     return execute(prepared, progress=progress)
+
+
+def check_destination(
+    destination: RedisDestination, lookup: ObjectLookup
+) -> tuple[str, PermissionCheck]:
+    """PING the destination and ask which sync commands its user may not run.
+
+    Writes nothing. Raises ``ManifestError`` or ``MembershipError``.
+    """
+    spec = destination.spec
+    keys = AudienceKeys(
+        audience="probe",
+        suffix=(spec.membership_suffix or DEFAULT_SUFFIX).encode(),
+        prefix=(spec.metadata_prefix or DEFAULT_PREFIX).encode(),
+    )
+    with open_client(redis_target(destination, lookup)) as client:
+        version = probe(client)
+        try:
+            return version, check_permissions(client, keys)
+        except redis.RedisError as error:
+            raise ConnectionFailed(describe_redis_error(error)) from None
 
 
 def remove_activation_audience(

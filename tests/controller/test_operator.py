@@ -351,3 +351,26 @@ def test_runs_are_counted_in_prometheus_metrics(operator: Cluster, redis_url: st
     assert f"redis_audiences_members{{{labels}}} 2.0" in exposed
     assert f'redis_audiences_runs_total{{{labels},outcome="Succeeded"}}' in exposed
     assert "redis_audiences_last_success_timestamp_seconds" in exposed
+
+
+def test_a_destination_whose_user_lacks_a_permission_is_not_ready(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    r.execute_command("ACL", "SETUSER", "weak", "reset", "on", ">pw", "~*", "-@all", "+ping",
+                      "+info", "+hello", "+acl|whoami", "+acl|dryrun")  # fmt: skip
+    operator.create({"apiVersion": "v1", "kind": "Secret",
+                     "metadata": {"name": "weak", "namespace": "default"},
+                     "stringData": {"user": "weak", "password": "pw"}})  # fmt: skip
+    dest = destination(redis_url)
+    dest["spec"] |= {"usernameSecretRef": {"name": "weak", "key": "user"},
+                     "passwordSecretRef": {"name": "weak", "key": "password"}}  # fmt: skip
+    try:
+        operator.create(dest)
+        checked = operator.wait(dest, lambda o: bool((o.get("status") or {}).get("conditions")))
+    finally:
+        r.execute_command("ACL", "DELUSER", "weak")
+
+    condition = checked["status"]["conditions"][0]
+    assert (condition["status"], condition["reason"]) == ("False", "MissingPermissions")
+    assert "SADD" in condition["message"]
+    assert "pw" not in condition["message"].split()

@@ -15,6 +15,8 @@ import pytest
 import redis
 import yaml
 
+from redis_audiences.membership import AudienceKeys
+from redis_audiences.membership.permissions import check_permissions
 from redis_audiences.resources import load_manifests
 from redis_audiences.syncing import sync_activation
 from servers import free_port, start_server, stop
@@ -22,7 +24,8 @@ from servers import free_port, start_server, stop
 README_ACL = (
     "resetkeys ~*.dinmo_segments ~audiences:* resetchannels -@all +ping +info +scan +type "
     "+exists +sadd +srem +sismember +smismember +scard +srandmember +sscan +sdiffstore +rpush "
-    "+lrange +del +rename +persist +pexpire +set +get +hset +evalsha +eval +script|load"
+    "+lrange +del +rename +persist +pexpire +set +get +hset +hget +evalsha +eval +script|load "
+    "+acl|whoami +acl|dryrun"
 )
 
 
@@ -241,3 +244,25 @@ def test_a_sentinel_destination_writes_to_the_current_master(
 
     assert report.outcome == "Succeeded", report.message  # type: ignore[attr-defined]
     assert redis.Redis(port=master_port).smembers("b.dinmo_segments") == {b"vip"}
+
+
+@pytest.mark.parametrize(("rules", "missing", "unchecked"), [
+    (README_ACL, (), ""),
+    ("resetkeys ~* -@all +ping +sadd +srem +acl|whoami +acl|dryrun", ("SCAN", "EVAL"), ""),
+    ("resetkeys ~* -@all +ping", (), "ACL WHOAMI refused"),
+])  # fmt: skip
+def test_permission_check_names_what_the_user_may_not_run_without_writing(
+    r: redis.Redis, redis_url: str, rules: str, missing: tuple[str, ...], unchecked: str
+) -> None:
+    r.execute_command("ACL", "SETUSER", "probe-user", "reset", "on", ">pw", *rules.split())
+    before = sorted(r.scan_iter())
+    try:
+        client = redis.Redis.from_url(redis_url, username="probe-user", password="pw")
+        result = check_permissions(client, AudienceKeys("probe"))
+    finally:
+        r.execute_command("ACL", "DELUSER", "probe-user")
+
+    assert set(missing) <= set(result.missing)
+    assert bool(result.missing) == bool(missing)
+    assert unchecked in result.unchecked
+    assert sorted(r.scan_iter()) == before

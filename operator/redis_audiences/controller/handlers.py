@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from redis_audiences.controller import metrics, statuses
 from redis_audiences.controller.lookups import IndexedLookup, ObjectIndex, index_data
 from redis_audiences.controller.schedules import next_run, retry_delay
-from redis_audiences.membership import MembershipError, probe
+from redis_audiences.membership import MembershipError
 from redis_audiences.resources import (
     GROUP,
     VERSION,
@@ -43,7 +43,7 @@ from redis_audiences.resources import (
 )
 from redis_audiences.syncing import (
     Overrides,
-    redis_target,
+    check_destination,
     remove_activation_audience,
     sync_activation,
 )
@@ -330,15 +330,21 @@ def _is_ready(index: ObjectIndex, activation: RedisAudienceActivation) -> bool:
 @kopf.on.update(*DESTINATIONS, field="spec", registry=REGISTRY)
 @kopf.on.resume(*DESTINATIONS, registry=REGISTRY)
 @kopf.timer(*DESTINATIONS, interval=DESTINATION_RECHECK_SECONDS, registry=REGISTRY)
-def check_destination(body: kopf.Body, patch: kopf.Patch, **indexes: Any) -> None:
+def destination_changed(body: kopf.Body, patch: kopf.Patch, **indexes: Any) -> None:
     """PING the destination (no writes); keep ``Ready`` and the version."""
     previous, generation = body.get("status") or {}, body["metadata"].get("generation") or 0
     lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
     try:
         spec = RedisDestinationSpec.model_validate(dict(body.get("spec") or {}))
         destination = RedisDestination(ObjectMeta.model_validate(dict(body["metadata"])), spec)
-        version = probe(redis_target(destination, lookup))
-        ready, reason, message = "True", "Reachable", f"Redis {version} answered PING."
+        version, permissions = check_destination(destination, lookup)
+        ready, reason, message = "True", "Reachable", f"Redis {version} answered PING"
+        if permissions.missing:
+            ready, reason = "False", "MissingPermissions"
+            message = f"the Redis user may not run: {', '.join(permissions.missing)}"
+        elif permissions.unchecked:
+            message += f"; permissions not checked: {permissions.unchecked}"
+        message += "."
     except ValidationError as error:
         version, ready, reason = None, "False", "InvalidSpec"
         message = describe_validation_error(error, "spec")

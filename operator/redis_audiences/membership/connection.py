@@ -157,14 +157,13 @@ def _sentinel_master(target: RedisTarget, options: dict[str, Any]) -> redis.Redi
     return master
 
 
-def probe(target: RedisTarget) -> str:
-    """PING the target (no writes); return its ``redis_version``."""
-    with open_client(target) as client:
-        try:
-            client.ping()
-            info = client.info("server")
-        except redis.RedisError as error:
-            raise ConnectionFailed(describe_redis_error(error)) from None
+def probe(client: RedisClient) -> str:
+    """PING Redis (no writes); return its ``redis_version``."""
+    try:
+        client.ping()
+        info = client.info("server")
+    except redis.RedisError as error:
+        raise ConnectionFailed(describe_redis_error(error)) from None
     if isinstance(client, RedisCluster):
         info = next(iter(info.values())) if info and "redis_version" not in info else info
     version = info.get("redis_version", "unknown")
