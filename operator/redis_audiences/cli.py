@@ -121,6 +121,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port"
     )
+    run.add_argument(
+        "--log-format",
+        choices=["full", "plain", "json"],
+        default="full",
+        help="operator log lines: full (with time and level), plain or json",
+    )
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="coordinate replicas through the Kopf peering object NAME (one is active)",
+    )
+    run.add_argument("--priority", type=int, metavar="N", help="peering priority (default: random)")
     run.set_defaults(handler=_run)
     crds = commands.add_parser("crds", help="print the CRD manifests generated from the models")
     crds.set_defaults(handler=_crds)
@@ -129,9 +141,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     # NB: imported here: Kopf is slow to import and `sync` does not need it.
-    from redis_audiences.controller.running import run_operator  # noqa: PLC0415
+    from redis_audiences.controller.running import configure_logging, run_operator  # noqa: PLC0415
 
-    run_operator(namespaces=args.namespaces, liveness=args.liveness, metrics_port=args.metrics_port)
+    configure_logging(args.log_format)
+    run_operator(
+        namespaces=args.namespaces,
+        liveness=args.liveness,
+        metrics_port=args.metrics_port,
+        peering=args.peering,
+        priority=args.priority,
+    )
     return EXIT_OK
 
 

@@ -7,8 +7,10 @@ KMock stores objects and streams watch events, but it is not an API server.
   on create, and a name for ``generateName`` (Kopf posts Events with it);
 * ``generation`` +1 when a write to the object (not its status) changes
   ``spec``, and a new ``resourceVersion`` on every write;
-* status-subresource semantics: a PATCH to ``.../status`` changes only
-  ``status``, and a PATCH to the object ignores ``status``.
+* status-subresource semantics for the project's kinds: a PATCH to
+  ``.../status`` changes only ``status``, and a PATCH to the object ignores
+  ``status`` (Kopf's peering kinds have no status subresource);
+* Kopf's ``ClusterKopfPeering`` kind, which the chart's CRDs would install.
 
 KMock and the operator each run in a thread with their own event loop: the
 operator cancels tasks it did not start, so it must not share pytest's loop.
@@ -21,12 +23,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -68,7 +75,7 @@ class RealisticEmulator(k8s.KubernetesEmulator):  # type: ignore[misc]
         if request.subresource == "status":
             for field in [f for f in data if f != "status"]:
                 del data[field]
-        else:
+        elif request.resource.group == GROUP:
             data.pop("status", None)
         meta = data.setdefault("metadata", {})
         if "spec" in data and _merged(current.get("spec"), data["spec"]) != current.get("spec"):
@@ -111,6 +118,10 @@ class Cluster:
                 "shortnames": {kind.short_name}, "categories": {"audiences"},
                 "verbs": {"get", "list", "watch", "create", "patch", "update", "delete"},
             }  # fmt: skip
+        self.emulator.resources["kopf.dev/v1/clusterkopfpeerings"] = {
+            "kind": "ClusterKopfPeering", "namespaced": False,
+            "verbs": {"get", "list", "watch", "create", "patch", "update", "delete"},
+        }  # fmt: skip
         self.url = str(self.server.url).rstrip("/")
 
     def stop(self) -> None:
@@ -121,6 +132,7 @@ class Cluster:
         asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -199,3 +211,32 @@ def operator(cluster: Cluster) -> Iterator[Cluster]:
     yield cluster
     stop.set()
     thread.join(20)
+
+
+class OperatorProcess:
+    """``redis-audiences run`` as a subprocess, logged in by a kubeconfig."""
+
+    def __init__(self, cluster: Cluster, directory: Path, *args: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        kubeconfig = directory / "kubeconfig"
+        kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
+            "clusters": [{"name": "kmock", "cluster": {"server": cluster.url}}],
+            "users": [{"name": "tester", "user": {}}],
+            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester"}}],
+        }))  # fmt: skip
+        self.log = directory / "operator.log"
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        command = [sys.executable, "-m", "redis_audiences.cli", "run", *args]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+
+    def stop(self) -> None:
+        """Stop as Kubernetes does (SIGTERM), and wait for a clean exit."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)

@@ -374,3 +374,55 @@ def test_a_destination_whose_user_lacks_a_permission_is_not_ready(
     assert (condition["status"], condition["reason"]) == ("False", "MissingPermissions")
     assert "SADD" in condition["message"]
     assert "pw" not in condition["message"].split()
+
+
+def phase(obj: Any) -> str | None:
+    found: str | None = (obj.get("status") or {}).get("phase")
+    return found
+
+
+@pytest.mark.postgres
+def test_a_run_shows_syncing_and_a_deletion_during_it_leaves_no_write_behind(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    warehouse = "postgresql://postgres@127.0.0.1:5432/test"
+    operator.create({"apiVersion": "v1", "kind": "Secret",
+                     "metadata": {"name": "warehouse", "namespace": "default"},
+                     "stringData": {"url": warehouse}})  # fmt: skip
+    slow = "SELECT 'user:' || n AS key FROM generate_series(1, 3) AS n CROSS JOIN pg_sleep(2)"
+    obj = operator.create(activation([], source={"sql": {
+        "connectionSecretRef": {"name": "warehouse", "key": "url"}, "query": slow,
+    }}, fieldMapping={"redisKey": "key"}))  # fmt: skip
+
+    syncing = operator.wait(obj, lambda o: phase(o) == "Syncing")
+    delete(operator, obj)
+
+    reconciling = next(c for c in syncing["status"]["conditions"] if c["type"] == "Reconciling")
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "SpecChange")
+    assert gone(operator, obj, timeout=30)
+    time.sleep(1)  # NB: a write of the run landing after the cleanup would show by now.
+    assert not any(r.exists(f"user:{n}.dinmo_segments") for n in (1, 2, 3))
+    assert not r.exists("audiences:{vip}:meta")
+
+
+def test_a_changed_secret_rechecks_its_destination_at_once(
+    operator: Cluster, redis_url: str
+) -> None:
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    secret = {"apiVersion": "v1", "kind": "Secret",
+              "metadata": {"name": "redis-url", "namespace": "default"},
+              "data": {"url": base64.b64encode(closed.encode()).decode()}}  # fmt: skip
+    operator.create(secret)
+    dest = destination(redis_url)
+    dest["spec"] = {"urlSecretRef": {"name": "redis-url", "key": "url"}}
+    operator.create(dest)
+    unreachable = operator.wait(dest, lambda o: bool((o.get("status") or {}).get("conditions")))
+
+    operator.patch(secret, {"data": {"url": base64.b64encode(redis_url.encode()).decode()}})
+    rechecked = operator.wait(dest, ready, timeout=10)  # NB: the periodic re-check is 60 s.
+
+    assert unreachable["status"]["conditions"][0]["reason"] == "Unreachable"
+    assert closed not in unreachable["status"]["conditions"][0]["message"]
+    assert rechecked["status"]["redisVersion"]

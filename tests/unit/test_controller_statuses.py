@@ -99,10 +99,11 @@ def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
 def test_syncing_sets_reconciling_and_keeps_ready() -> None:
     done = statuses.finished({}, report(), generation=1, next_sync_time=None)
 
-    status = statuses.syncing(done, generation=2)
+    status = statuses.syncing(done, generation=2, trigger="Schedule")
 
     assert status["phase"] == "Syncing"
     assert condition(status, "Reconciling")["status"] == "True"
+    assert condition(status, "Reconciling")["reason"] == "Schedule"
     assert condition(status, "Ready")["status"] == "True"
 
 

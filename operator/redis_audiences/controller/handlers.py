@@ -3,21 +3,26 @@
 Each handler is a short paragraph delegating to ``syncing`` (the run itself)
 and ``statuses`` (what to write). Runs happen on creation, on a spec change
 (never on a status- or metadata-only change: the handler watches ``spec``),
-on a new value of the ``audiences.dev/sync-requested-at`` annotation, and on
-operator start-up for activations never synced. Kopf runs handlers of one
-object one at a time, and the Redis lock keeps runs of one audience apart
-across replicas.
+on a new value of the ``audiences.dev/sync-requested-at`` annotation, on a
+due schedule or retry, and on operator start-up for activations never synced
+or caught mid-run. Kopf runs handlers of one object one at a time, and the
+Redis lock keeps runs of one audience apart across replicas.
 
-Limitations: the status does not show ``Syncing`` while a run is in
-progress (Kopf applies a handler's status patch when it returns); a
-destination's check is a PING and INFO, not a check of ACL permissions, and a
-changed Secret is noticed at the next periodic re-check (60 s); the operator
-runs standalone, without Kopf peering between replicas (the Redis lock still
-keeps two runs of one audience apart).
+Kopf writes a handler's status patch when the handler returns, so a run is
+announced first: each run-triggering handler has an ``announce`` twin,
+registered before it, that sets phase ``Syncing`` (Kopf's default lifecycle
+runs one handler per cycle and applies its patch before the next). A timer
+marks a due run ``Syncing`` on one tick and runs it on the next.
+
+A destination is re-checked (PING, INFO and ``ACL DRYRUN``) on change, every
+``DESTINATION_RECHECK_SECONDS``, and within a tick of a change to a Secret it
+references (noticed through a digest of the Secrets kept in memory only).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -54,8 +59,11 @@ DESTINATIONS = (GROUP, VERSION, "redisdestinations")
 SYNC_REQUEST = "audiences.dev/sync-requested-at"
 SKIP_CLEANUP = "audiences.dev/skip-cleanup"
 SCHEDULE_TICK_SECONDS = 2.0
-_RUNNING: dict[Any, threading.Lock] = {}
 DESTINATION_RECHECK_SECONDS = 60.0
+TIMER_TRIGGERS = ("Schedule", "Retry")
+_RUNNING: dict[Any, threading.Lock] = {}
+_DELETING: set[Any] = set()
+_SECRET_DIGESTS: dict[Any, str] = {}
 
 
 @kopf.index("", "v1", "secrets", registry=REGISTRY)
@@ -87,6 +95,12 @@ def claim_index(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> 
 
 @kopf.on.create(*ACTIVATIONS, registry=REGISTRY)
 @kopf.on.update(*ACTIVATIONS, field="spec", registry=REGISTRY)
+def spec_announced(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    _announce("SpecChange", body, patch)
+
+
+@kopf.on.create(*ACTIVATIONS, registry=REGISTRY)
+@kopf.on.update(*ACTIVATIONS, field="spec", registry=REGISTRY)
 def spec_changed(body: kopf.Body, patch: kopf.Patch, old: Any, **indexes: Any) -> None:
     """Run on a new spec; a renamed or moved audience drops the old first."""
     if old and _placement(old) != _placement(body.get("spec") or {}):
@@ -100,9 +114,22 @@ def deleted(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, **indexes: Any) -
     if meta.get("annotations", {}).get(SKIP_CLEANUP) == "true":
         kopf.info(body, reason="CleanupSkipped", message=f"{SKIP_CLEANUP} is true.")
     elif (spec.get("deletionPolicy") or "Remove") == "Remove":
-        running = _RUNNING.setdefault(meta.get("uid", id(body)), threading.Lock())
-        with running:  # NB: a run in flight lands before the cleanup, never after.
+        uid = meta.get("uid", id(body))
+        _DELETING.add(uid)  # NB: no run starts from here on, not even a due one.
+        with _RUNNING.setdefault(uid, threading.Lock()):  # a run in flight lands first
             _remove_or_retry(body, indexes, reason="CleanupPending")
+
+
+def _announce(trigger: str, body: kopf.Body, patch: kopf.Patch) -> None:
+    """Show phase ``Syncing`` for a run about to start (valid specs only)."""
+    try:
+        RedisAudienceActivationSpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError:
+        return  # NB: the run handler reports the invalid spec as Stalled.
+    generation = body["metadata"].get("generation") or 0
+    patch.status.update(
+        statuses.syncing(dict(body.get("status") or {}), generation=generation, trigger=trigger)
+    )
 
 
 def _placement(spec: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -138,8 +165,17 @@ def _remove_or_retry(
 
 @kopf.on.resume(*ACTIVATIONS, registry=REGISTRY)
 def resumed(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **indexes: Any) -> None:
-    if not status.get("lastRun"):
+    """Run what was never synced, or was caught mid-run by a restart."""
+    if not status.get("lastRun") or status.get("phase") == "Syncing":
         run_activation("Startup", body, patch, indexes)
+
+
+@kopf.on.field(*ACTIVATIONS, field=("metadata", "annotations", SYNC_REQUEST), registry=REGISTRY)
+def sync_announced(
+    body: kopf.Body, new: Any, patch: kopf.Patch, status: kopf.Status, **_: Any
+) -> None:
+    if new and new != status.get("lastHandledSyncRequest"):
+        _announce("Manual", body, patch)
 
 
 @kopf.on.field(*ACTIVATIONS, field=("metadata", "annotations", SYNC_REQUEST), registry=REGISTRY)
@@ -155,15 +191,41 @@ def sync_requested(
 def schedule_tick(
     body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **indexes: Any
 ) -> None:
-    """Run a due schedule or retry; mark a suspended activation."""
-    due = status.get("nextSyncTime")
-    retrying = status.get("phase") == "Failed" and status.get("lastRun")
-    if spec.get("suspend") and status.get("phase") not in (None, "Syncing", "Suspended"):
-        patch.status.update({"phase": "Suspended", "nextSyncTime": None})
-    elif due and due <= _now() and retrying:
-        run_activation(status["lastRun"]["trigger"], body, patch, indexes, wait=False)
-    elif due and due <= _now() and spec.get("schedule") and not spec.get("suspend"):
-        run_activation("Schedule", body, patch, indexes, wait=False)
+    """Announce a due schedule or retry, run it next tick; mark suspension."""
+    marked, generation = _timer_trigger(status), body["metadata"].get("generation") or 0
+    due = bool(status.get("nextSyncTime")) and status["nextSyncTime"] <= _now()
+    if marked and not spec.get("suspend"):
+        trigger = (status.get("lastRun") or {}).get("trigger", "Schedule")
+        run_activation(trigger if marked == "Retry" else marked, body, patch, indexes, wait=False)
+    elif spec.get("suspend"):
+        _mark_suspended(status, patch, generation=generation, marked=marked is not None)
+    elif due and status.get("phase") == "Failed" and status.get("lastRun"):
+        patch.status.update(statuses.syncing(status, generation=generation, trigger="Retry"))
+    elif due and spec.get("schedule"):
+        patch.status.update(statuses.syncing(status, generation=generation, trigger="Schedule"))
+
+
+def _timer_trigger(status: Mapping[str, Any]) -> str | None:
+    """``Schedule`` or ``Retry`` when a tick announced a run not yet started."""
+    if status.get("phase") != "Syncing":
+        return None
+    conditions = status.get("conditions") or []
+    reason = next((c.get("reason") for c in conditions if c.get("type") == "Reconciling"), None)
+    return reason if reason in TIMER_TRIGGERS else None
+
+
+def _mark_suspended(
+    status: Mapping[str, Any], patch: kopf.Patch, *, generation: int, marked: bool
+) -> None:
+    """Phase ``Suspended``, unless a run started by a change is on its way."""
+    phase = status.get("phase")
+    if phase in (None, "Suspended") or (phase == "Syncing" and not marked):
+        return
+    conditions = statuses.set_condition(
+        status.get("conditions") or [], "Reconciling", "False", "Suspended",
+        "Scheduled runs are suspended.", generation,
+    )  # fmt: skip
+    patch.status.update({"phase": "Suspended", "nextSyncTime": None, "conditions": conditions})
 
 
 def run_activation(
@@ -174,11 +236,13 @@ def run_activation(
     One run at a time per activation: a scheduled tick that finds a run in
     progress skips (``wait`` false); other triggers wait for it.
     """
-    running = _RUNNING.setdefault(body["metadata"].get("uid", id(body)), threading.Lock())
+    uid = body["metadata"].get("uid", id(body))
+    running = _RUNNING.setdefault(uid, threading.Lock())
     if not running.acquire(blocking=wait):
         return
     try:
-        _run_activation(trigger, body, patch, indexes)
+        if uid not in _DELETING:
+            _run_activation(trigger, body, patch, indexes)
     finally:
         running.release()
 
@@ -329,10 +393,48 @@ def _is_ready(index: ObjectIndex, activation: RedisAudienceActivation) -> bool:
 @kopf.on.create(*DESTINATIONS, registry=REGISTRY)
 @kopf.on.update(*DESTINATIONS, field="spec", registry=REGISTRY)
 @kopf.on.resume(*DESTINATIONS, registry=REGISTRY)
-@kopf.timer(*DESTINATIONS, interval=DESTINATION_RECHECK_SECONDS, registry=REGISTRY)
 def destination_changed(body: kopf.Body, patch: kopf.Patch, **indexes: Any) -> None:
+    check_destination_now(body, patch, indexes)
+
+
+@kopf.timer(*DESTINATIONS, interval=SCHEDULE_TICK_SECONDS, registry=REGISTRY)
+def destination_tick(
+    body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **indexes: Any
+) -> None:
+    """Re-check when the last check is old or a referenced Secret changed."""
+    checked = status.get("lastCheckedTime")
+    stale = datetime.now(UTC) - timedelta(seconds=DESTINATION_RECHECK_SECONDS)
+    digest = _secrets_digest(body, indexes["secret_index"])
+    known = _SECRET_DIGESTS.get(body["metadata"].get("uid"))
+    old = not checked or checked <= stale.isoformat(timespec="seconds").replace("+00:00", "Z")
+    if old or (known is not None and known != digest):
+        check_destination_now(body, patch, indexes)
+
+
+def _secrets_digest(body: kopf.Body, index: ObjectIndex) -> str:
+    """A digest of the Secrets the destination references (memory only)."""
+    namespace = body["metadata"].get("namespace", "")
+    names = sorted(_secret_names(body.get("spec") or {}))
+    found = [list(index.get((namespace, name), [])) for name in names]
+    text = json.dumps([names, [entry[-1] if entry else None for entry in found]], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _secret_names(spec: Mapping[str, Any]) -> set[str]:
+    """The names in every ``*SecretRef`` of a raw spec, at any depth."""
+    names: set[str] = set()
+    for key, value in spec.items():
+        if isinstance(value, Mapping) and key.endswith("SecretRef") and value.get("name"):
+            names.add(str(value["name"]))
+        elif isinstance(value, Mapping):
+            names |= _secret_names(value)
+    return names
+
+
+def check_destination_now(body: kopf.Body, patch: kopf.Patch, indexes: Any) -> None:
     """PING the destination (no writes); keep ``Ready`` and the version."""
     previous, generation = body.get("status") or {}, body["metadata"].get("generation") or 0
+    _SECRET_DIGESTS[body["metadata"].get("uid")] = _secrets_digest(body, indexes["secret_index"])
     lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
     try:
         spec = RedisDestinationSpec.model_validate(dict(body.get("spec") or {}))

@@ -5,12 +5,20 @@ annotations under ``kopf.audiences.dev``, never into ``status``, which stays
 the product's alone. Watch requests carry server and client timeouts, so a
 watch connection that dies silently (a load balancer dropping it) is noticed
 and re-opened.
+
+Kopf's runtime scanning of namespaces and CRDs is off: the operator serves the
+resources found at start-up, so it needs no RBAC on namespaces or CRDs. Two
+replicas coordinate through Kopf peering (``--peering NAME``): each starts
+with a random priority, so exactly one is active and the others stand by
+until it leaves; without peering a replica runs standalone. Either way the
+Redis lock keeps two runs of one audience apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,6 +34,7 @@ LoginFn = Callable[..., Any]
 _LOGINS: set[LoginFn] = set()
 WATCH_SERVER_TIMEOUT = 300
 WATCH_CLIENT_TIMEOUT = 330
+PRIORITY_RANGE = 2**31 - 1
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -41,7 +50,12 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.INFO
-    settings.peering.standalone = True
+    settings.scanning.disabled = True
+
+
+def configure_logging(log_format: str) -> None:
+    """Log to stderr at INFO, in Kopf's ``full``, ``plain`` or ``json`` form."""
+    kopf.configure(log_format=kopf.LogFormat[log_format.upper()])
 
 
 def run_operator(
@@ -49,14 +63,18 @@ def run_operator(
     namespaces: Sequence[str],
     liveness: str | None,
     metrics_port: int | None,
+    peering: str | None = None,
+    priority: int | None = None,
     login: LoginFn | None = None,
     stop_flag: threading.Event | None = None,
     ready_flag: threading.Event | None = None,
 ) -> None:
     """Run the operator until stopped (namespaces empty: all namespaces).
 
-    ``login`` replaces the standard in-cluster and kubeconfig logins (tests
-    point the operator at an emulated API server with it).
+    ``peering`` names the Kopf peering object shared by the replicas (None:
+    standalone); ``priority`` defaults to a random one. ``login`` replaces the
+    standard in-cluster and kubeconfig logins (tests point the operator at an
+    emulated API server with it).
     """
     for handler in (
         [login] if login else [kopf.login_with_service_account, kopf.login_with_kubeconfig]
@@ -69,6 +87,9 @@ def run_operator(
     settings = kopf.OperatorSettings()
     configure(settings)
     options: dict[str, Any] = {"clusterwide": not namespaces, "namespaces": list(namespaces)}
+    if peering:
+        chosen = random.randint(1, PRIORITY_RANGE) if priority is None else priority
+        options.update(peering_name=peering, priority=chosen)
     asyncio.run(
         kopf.operator(
             registry=REGISTRY,
@@ -76,7 +97,7 @@ def run_operator(
             liveness_endpoint=liveness,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
-            standalone=True,
+            standalone=not peering,
             **options,
         )
     )

@@ -26,14 +26,18 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def syncing(previous: Mapping[str, Any], *, generation: int) -> Status:
-    """Status while a run is in progress: phase Syncing, Reconciling true."""
+def syncing(previous: Mapping[str, Any], *, generation: int, trigger: str) -> Status:
+    """Status of a run announced or under way: phase Syncing, Reconciling true.
+
+    The Reconciling reason is the run's trigger (``Retry`` for a retry), so a
+    timer can tell a run it announced from one a change announced.
+    """
     conditions = set_condition(
         previous.get("conditions") or [],
         "Reconciling",
         "True",
-        "Syncing",
-        "A sync run is in progress.",
+        trigger,
+        f"A {trigger} run is in progress.",
         generation,
     )
     return {"phase": "Syncing", "conditions": conditions}
