@@ -376,6 +376,18 @@ def test_a_destination_whose_user_lacks_a_permission_is_not_ready(
     assert "pw" not in condition["message"].split()
 
 
+def create_slow_sql_activation(cluster: Cluster) -> Any:
+    """An activation whose PostgreSQL query takes two seconds for three keys."""
+    warehouse = "postgresql://postgres@127.0.0.1:5432/test"
+    cluster.create({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "warehouse", "namespace": "default"},
+                    "stringData": {"url": warehouse}})  # fmt: skip
+    slow = "SELECT 'user:' || n AS key FROM generate_series(1, 3) AS n CROSS JOIN pg_sleep(2)"
+    return cluster.create(activation([], source={"sql": {
+        "connectionSecretRef": {"name": "warehouse", "key": "url"}, "query": slow,
+    }}, fieldMapping={"redisKey": "key"}))  # fmt: skip
+
+
 def phase(obj: Any) -> str | None:
     found: str | None = (obj.get("status") or {}).get("phase")
     return found
@@ -387,14 +399,7 @@ def test_a_run_shows_syncing_and_a_deletion_during_it_leaves_no_write_behind(
 ) -> None:
     operator.create(destination(redis_url))
     operator.wait(destination(redis_url), ready)
-    warehouse = "postgresql://postgres@127.0.0.1:5432/test"
-    operator.create({"apiVersion": "v1", "kind": "Secret",
-                     "metadata": {"name": "warehouse", "namespace": "default"},
-                     "stringData": {"url": warehouse}})  # fmt: skip
-    slow = "SELECT 'user:' || n AS key FROM generate_series(1, 3) AS n CROSS JOIN pg_sleep(2)"
-    obj = operator.create(activation([], source={"sql": {
-        "connectionSecretRef": {"name": "warehouse", "key": "url"}, "query": slow,
-    }}, fieldMapping={"redisKey": "key"}))  # fmt: skip
+    obj = create_slow_sql_activation(operator)
 
     syncing = operator.wait(obj, lambda o: phase(o) == "Syncing")
     delete(operator, obj)

@@ -16,7 +16,14 @@ import pytest
 import redis
 
 from controller.conftest import Cluster, OperatorProcess
-from controller.test_operator import activation, destination, ready, runs
+from controller.test_operator import (
+    activation,
+    create_slow_sql_activation,
+    destination,
+    phase,
+    ready,
+    runs,
+)
 
 PEERING = "/apis/kopf.dev/v1/clusterkopfpeerings"
 PEER_NAME = "redis-audiences"
@@ -80,3 +87,29 @@ def test_only_one_of_two_replicas_runs_a_sync_and_the_standby_takes_over(
     assert r.smembers("user:2.dinmo_segments") == {b"vip"}
     assert not r.exists("user:1.dinmo_segments")
     assert synced_events(cluster) == 2
+
+
+@pytest.mark.postgres
+def test_a_replica_killed_mid_run_leaves_nothing_the_next_one_cannot_repair(
+    cluster: Cluster, r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    first = OperatorProcess(cluster, tmp_path / "first")
+    wait_for(lambda: cluster.watched("redisaudienceactivations"))
+    cluster.create(destination(redis_url))
+    cluster.wait(destination(redis_url), ready, timeout=30)
+    obj = create_slow_sql_activation(cluster)
+    cluster.wait(obj, lambda o: phase(o) == "Syncing", timeout=30)
+    time.sleep(0.5)  # NB: the run is reading its source and holds the audience lock.
+
+    first.process.kill()
+    first.process.wait(10)
+    second = OperatorProcess(cluster, tmp_path / "second")
+    try:
+        repaired = cluster.wait(obj, lambda o: runs(o) >= 1 and o["status"]["phase"] == "Synced",
+                                timeout=150)  # fmt: skip
+    finally:
+        second.stop()
+
+    assert repaired["status"]["members"] == 3
+    assert all(r.smembers(f"user:{n}.dinmo_segments") == {b"vip"} for n in (1, 2, 3))
+    assert not r.keys("audiences:{vip}:lock*")
