@@ -106,10 +106,17 @@ def test_an_invalid_spec_is_stalled_with_a_message_naming_the_field(
     obj = operator.create(activation(["user:1"], audienceName="vip customers"))
     stalled = operator.wait(obj, lambda o: (o.get("status") or {}).get("phase") == "Failed")
 
+    time.sleep(5)  # NB: more than two schedule ticks: no retry of an invalid spec.
+    warnings = [e for e in operator.events() if e.get("reason") == "InvalidSpec"]
+    operator.patch(obj, {"spec": {"audienceName": "vip"}})
+    fixed = operator.wait(obj, lambda o: (o.get("status") or {}).get("phase") == "Synced")
+
     condition = next(c for c in stalled["status"]["conditions"] if c["type"] == "Stalled")
     assert condition["status"] == "True"
     assert condition["reason"] == "InvalidSpec"
     assert "spec.audienceName" in condition["message"]
+    assert len(warnings) == 1
+    assert fixed["status"]["observedGeneration"] == 2
 
 
 def test_an_unreachable_destination_is_not_ready_and_says_why(operator: Cluster) -> None:

@@ -8,6 +8,7 @@ and Redis, as two pods would.
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from controller.test_operator import (
     ready,
     runs,
 )
+from servers import free_port
 
 PEERING = "/apis/kopf.dev/v1/clusterkopfpeerings"
 PEER_NAME = "redis-audiences"
@@ -113,3 +115,26 @@ def test_a_replica_killed_mid_run_leaves_nothing_the_next_one_cannot_repair(
     assert repaired["status"]["members"] == 3
     assert all(r.smembers(f"user:{n}.dinmo_segments") == {b"vip"} for n in (1, 2, 3))
     assert not r.keys("audiences:{vip}:lock*")
+
+
+def test_the_operator_command_serves_liveness_and_metrics(
+    cluster: Cluster, redis_url: str, tmp_path: Path
+) -> None:
+    health, metrics = free_port(), free_port()
+    liveness = f"http://127.0.0.1:{health}/healthz"
+    process = OperatorProcess(
+        cluster, tmp_path, "--liveness", liveness, "--metrics-port", str(metrics)
+    )
+    try:
+        wait_for(lambda: cluster.watched("redisaudienceactivations"))
+        cluster.create(destination(redis_url))
+        obj = cluster.create(activation(["user:1"]))
+        cluster.wait(obj, lambda o: runs(o) == 1, timeout=30)
+        alive = urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=5)
+        exposed = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read()
+    finally:
+        process.stop()
+
+    assert alive.status == 200
+    assert b'redis_audiences_runs_total{activation="vip"' in exposed
+    assert process.process.returncode == 0
