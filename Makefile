@@ -2,9 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+IMAGE ?= ghcr.io/redis-audiences/redis-audiences:0.1.0
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP) ## Sync two Jaffle Shop audiences into Redis, Full then Delta
-	$(BIN)/python examples/jaffle-shop/demo.py
+	$(BIN)/python examples/03-jaffle-shop/demo.py
 
 test: $(STAMP) lint typecheck ## Lint, type-check and run every test
 	$(BIN)/pytest
@@ -31,6 +32,9 @@ unit: $(STAMP) ## Fast tests only (no Redis, no PostgreSQL)
 
 bench: $(STAMP) ## Full sync of 1,000,000 members vs redis-benchmark
 	$(BIN)/python bench/full_sync.py
+
+image: ## Build the operator's container image (needs a Docker engine)
+	docker build -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) .demo .bench
