@@ -20,8 +20,8 @@ test: $(STAMP) lint typecheck ## Lint, type-check and run every test
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests bench examples
-	$(BIN)/ruff format --check operator tests bench examples
+	$(BIN)/ruff check operator tests bench examples scripts
+	$(BIN)/ruff format --check operator tests bench examples scripts
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
