@@ -30,6 +30,7 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     yield client
+    client.disconnect_connection_pools()  # NB: close() leaves the node pools open.
     client.close()
 
 
@@ -92,4 +93,5 @@ def rc(cluster_url: str) -> Iterator[RedisCluster]:
     client = RedisCluster.from_url(cluster_url)
     client.flushall(target_nodes=RedisCluster.PRIMARIES)
     yield client
+    client.disconnect_connection_pools()  # NB: close() leaves the node pools open.
     client.close()

@@ -6,6 +6,9 @@ resolved from manifests, against a real ``redis-server`` set up for it.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +19,7 @@ import redis
 import yaml
 
 from redis_audiences.membership import AudienceKeys
+from redis_audiences.membership.connection import RedisTarget, open_client, probe
 from redis_audiences.membership.permissions import check_permissions
 from redis_audiences.resources import load_manifests
 from redis_audiences.syncing import sync_activation
@@ -266,3 +270,31 @@ def test_permission_check_names_what_the_user_may_not_run_without_writing(
     assert bool(result.missing) == bool(missing)
     assert unchecked in result.unchecked
     assert sorted(r.scan_iter()) == before
+
+
+def open_sockets() -> int:
+    """Sockets this process holds open, from /proc."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # NB: listdir's own descriptor
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("mode", ["Standalone", "Cluster"])
+def test_a_run_s_client_closes_every_socket_it_opened(
+    mode: str, cluster_url: str, redis_url: str
+) -> None:
+    target = RedisTarget(mode=mode, url=cluster_url if mode == "Cluster" else redis_url)  # type: ignore[arg-type]
+    gc.disable()  # NB: only a cycle collection would close a leaked socket.
+    try:
+        before = open_sockets()
+        for _ in range(5):
+            with open_client(target) as client:
+                probe(client)
+        after = open_sockets()
+    finally:
+        gc.enable()
+
+    assert after == before
