@@ -30,7 +30,6 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     yield client
-    client.disconnect_connection_pools()  # NB: close() leaves the node pools open.
     client.close()
 
 
