@@ -201,8 +201,15 @@ def audience_keys(
 def redis_target(
     destination: RedisDestination, lookup: ObjectLookup, redis_url: str | None = None
 ) -> RedisTarget:
-    """Resolve the destination's references into a ``RedisTarget``."""
+    """Resolve the destination's references into a ``RedisTarget``.
+
+    ``redis_url`` replaces the destination's address: a Cluster stays a
+    Cluster (the URL is a seed node), any other mode becomes Standalone.
+    """
     spec, namespace = destination.spec, destination.meta.namespace
+    mode = spec.effective_mode
+    if redis_url and mode != "Cluster":
+        mode = "Standalone"
 
     def secret(ref: Any) -> str | None:
         return lookup.secret_value(namespace, ref) if ref is not None else None
@@ -211,7 +218,7 @@ def redis_target(
     cert = tls.client_cert_secret_ref if tls else None
     sentinel = spec.sentinel
     return RedisTarget(
-        mode="Standalone" if redis_url else spec.effective_mode,
+        mode=mode,
         url=redis_url or spec.url or secret(spec.url_secret_ref),
         username=secret(spec.username_secret_ref),
         password=secret(spec.password_secret_ref),

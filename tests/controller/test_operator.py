@@ -305,11 +305,13 @@ def test_an_activation_waits_for_its_destination_to_be_ready(
     obj = operator.create(activation(["user:1"]))
     pending = operator.wait(obj, lambda o: (o.get("status") or {}).get("phase") == "Pending")
     condition = next(c for c in pending["status"]["conditions"] if c["type"] == "Ready")
+    waiting = next(c for c in pending["status"]["conditions"] if c["type"] == "Reconciling")
 
     operator.create(destination(redis_url))
     synced = operator.wait(obj, lambda o: runs(o) == 1, timeout=45)
 
     assert condition["reason"] == "DestinationNotReady"
+    assert waiting["status"] == "False"  # NB: Argo CD shows Degraded, not Progressing.
     assert synced["status"]["phase"] == "Synced"
     assert r.smembers("user:1.dinmo_segments") == {b"vip"}
 

@@ -357,14 +357,12 @@ def _ready_destination(
     if destination is None or not _is_ready(index, activation):
         name = activation.spec.destination_ref.name
         message = f"RedisDestination {name!r} is missing or not ready; the sync waits for it."
-        conditions = statuses.set_condition(
-            (body.get("status") or {}).get("conditions") or [],
-            "Ready",
-            "False",
-            "DestinationNotReady",
-            message,
-            body["metadata"].get("generation") or 0,
-        )
+        generation = body["metadata"].get("generation") or 0
+        conditions = (body.get("status") or {}).get("conditions") or []
+        for kind, value in (("Ready", "False"), ("Reconciling", "False")):
+            conditions = statuses.set_condition(
+                conditions, kind, value, "DestinationNotReady", message, generation
+            )
         patch.status.update({"phase": "Pending", "conditions": conditions})
         raise kopf.TemporaryError(message, delay=10)
     return destination
