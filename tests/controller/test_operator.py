@@ -440,3 +440,23 @@ def test_a_changed_secret_rechecks_its_destination_at_once(
     assert unreachable["status"]["conditions"][0]["reason"] == "Unreachable"
     assert closed not in unreachable["status"]["conditions"][0]["message"]
     assert rechecked["status"]["redisVersion"]
+
+
+def test_a_destination_deleted_before_its_activation_waits_for_the_cleanup(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    dest = destination(redis_url)
+    operator.create(dest)
+    operator.wait(dest, ready)
+    obj = operator.create(activation(["user:1"]))
+    operator.wait(obj, lambda o: runs(o) == 1)
+
+    operator.request("DELETE", f"/apis/{API}/namespaces/default/redisdestinations/local")
+    time.sleep(1)  # NB: as a cascading delete or `kubectl delete -f` of both would.
+    still_there = operator.get(dest)
+    delete(operator, obj)
+
+    assert gone(operator, obj) and gone(operator, dest, timeout=20)
+    assert still_there["metadata"].get("deletionTimestamp")
+    assert any(e.get("reason") == "DestinationInUse" for e in operator.events())
+    assert not r.exists("user:1.dinmo_segments")

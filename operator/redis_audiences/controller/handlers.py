@@ -429,6 +429,23 @@ def _secret_names(spec: Mapping[str, Any]) -> set[str]:
     return names
 
 
+@kopf.on.delete(*DESTINATIONS, registry=REGISTRY)
+def destination_deleted(body: kopf.Body, meta: kopf.Meta, **indexes: Any) -> None:
+    """Keep a destination until no activation uses it, so each can clean up."""
+    place = (meta.get("namespace"), meta.get("name"))
+    users = sorted(
+        name for key, claims in indexes["claim_index"].items()
+        if tuple(key[:2]) == place for _, name in claims
+    )  # fmt: skip
+    if users:
+        message = (
+            f"RedisDestination {place[1]!r} is still used by {len(users)} "
+            f"activation(s) ({', '.join(users[:5])}); it goes once they are deleted."
+        )
+        kopf.info(body, reason="DestinationInUse", message=message)
+        raise kopf.TemporaryError(message, delay=5)
+
+
 def check_destination_now(body: kopf.Body, patch: kopf.Patch, indexes: Any) -> None:
     """PING the destination (no writes); keep ``Ready`` and the version."""
     previous, generation = body.get("status") or {}, body["metadata"].get("generation") or 0
