@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import celpy
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -37,6 +36,7 @@ import yaml
 from redis.cluster import RedisCluster
 from sqlalchemy.pool import NullPool
 
+from cel_rules import broken_rules
 from integration.membership_helpers import holders, snapshot
 from redis_audiences.cli import main
 from redis_audiences.resources import load_manifests
@@ -97,23 +97,6 @@ def crd_problems(document: Document) -> list[str]:
     if document["apiVersion"] != f"{crd['spec']['group']}/{version['name']}":
         problems.append(f"apiVersion {document['apiVersion']!r} is not served")
     return problems + broken_rules(schema, document) + unknown_fields(schema, document)
-
-
-def broken_rules(schema: Document, value: Any) -> list[str]:
-    """Messages of the CEL rules ``value`` breaks, at every level."""
-    broken = []
-    for rule in schema.get("x-kubernetes-validations", []):
-        environment = celpy.Environment()
-        program = environment.program(environment.compile(rule["rule"]))
-        if not program.evaluate({"self": celpy.json_to_cel(value)}):
-            broken.append(rule["message"])
-    for name, child in schema.get("properties", {}).items():
-        if isinstance(value, dict) and name in value:
-            broken += broken_rules(child, value[name])
-    if "items" in schema and isinstance(value, list):
-        for item in value:
-            broken += broken_rules(schema["items"], item)
-    return broken
 
 
 def unknown_fields(schema: Document, value: Any, path: str = "") -> list[str]:
@@ -541,49 +524,39 @@ def test_jaffle_shop_audiences_from_postgresql_match_the_sqlite_ones(
     assert from_postgresql == from_sqlite
 
 
-@pytest.fixture
-def cluster(cluster_url: str) -> Iterator[RedisCluster]:
-    """A flushed client of the Cluster fixture, every socket closed after."""
-    client = RedisCluster.from_url(cluster_url)
-    client.flushall(target_nodes=RedisCluster.PRIMARIES)
-    yield client
-    client.disconnect_connection_pools()  # NB: close() leaves the node pools open.
-    client.close()
-
-
 def cluster_manifests(tmp_path: Path, url: str) -> str:
     return with_field(EXAMPLES / "04-redis-cluster" / "manifests.yaml", tmp_path,
                       "RedisDestination", "spec.url", url)  # fmt: skip
 
 
-def membership_keys_per_primary(cluster: RedisCluster) -> list[int]:
+def membership_keys_per_primary(rc: RedisCluster) -> list[int]:
     return [
         len(list(node.redis_connection.scan_iter(match="*.dinmo_segments")))
-        for node in cluster.get_primaries()
+        for node in rc.get_primaries()
     ]
 
 
 @pytest.mark.cluster
 def test_cluster_example_spreads_its_audience_over_every_primary(
-    tmp_path: Path, cluster: RedisCluster, cluster_url: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, rc: RedisCluster, cluster_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     manifests = cluster_manifests(tmp_path, cluster_url)
 
     code, [planned] = sync(capsys, "-f", manifests, "--dry-run")
     assert (code, planned["outcome"], planned["sourceRows"]) == (0, "Succeeded", 8)
-    assert snapshot(cluster) == {}
+    assert snapshot(rc) == {}
     code, [report] = sync(capsys, "-f", manifests)
 
     assert (code, report["outcome"], report["members"]) == (0, "Succeeded", 8)
-    assert holders(cluster, "mobile_app_users") == {f"user:{n}".encode() for n in range(2001, 2009)}
-    per_primary = membership_keys_per_primary(cluster)
+    assert holders(rc, "mobile_app_users") == {f"user:{n}".encode() for n in range(2001, 2009)}
+    per_primary = membership_keys_per_primary(rc)
     assert len(per_primary) == 3 and 0 not in per_primary, per_primary
-    assert cluster.hget("audiences:{mobile_app_users}:meta", "members") == b"8"
+    assert rc.hget("audiences:{mobile_app_users}:meta", "members") == b"8"
 
 
 @pytest.mark.cluster
 def test_cluster_example_runs_as_written_with_a_seed_node_in_redis_url(
-    cluster: RedisCluster, cluster_url: str, capsys: pytest.CaptureFixture[str]
+    rc: RedisCluster, cluster_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # NB: --redis-url replaces the address only; a Cluster stays a Cluster.
     manifests = str(EXAMPLES / "04-redis-cluster" / "manifests.yaml")
@@ -591,5 +564,5 @@ def test_cluster_example_runs_as_written_with_a_seed_node_in_redis_url(
     code, [report] = sync(capsys, "-f", manifests, "--redis-url", cluster_url)
 
     assert (code, report["outcome"], report["members"]) == (0, "Succeeded", 8)
-    assert holders(cluster, "mobile_app_users") == {f"user:{n}".encode() for n in range(2001, 2009)}
-    assert 0 not in membership_keys_per_primary(cluster)
+    assert holders(rc, "mobile_app_users") == {f"user:{n}".encode() for n in range(2001, 2009)}
+    assert 0 not in membership_keys_per_primary(rc)

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import celpy
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 from jsonpath_ng.ext import parse as jsonpath
 
+from cel_rules import broken_rules
 from redis_audiences.cli import main
 from redis_audiences.resources.crds import KINDS, crd_manifests, crd_yaml, crds_yaml
 from redis_audiences.resources.models import GROUP
@@ -190,20 +190,6 @@ def test_cel_rules_reject_what_the_models_reject(
     spec_schema = schema_of(kind)["properties"]["spec"]
 
     assert any(message in broken for broken in broken_rules(spec_schema, spec))
-
-
-def broken_rules(schema: dict[str, Any], value: Any) -> list[str]:
-    """Messages of the CEL rules ``value`` breaks, at every level."""
-    broken = []
-    for rule in schema.get("x-kubernetes-validations", []):
-        environment = celpy.Environment()
-        program = environment.program(environment.compile(rule["rule"]))
-        if not program.evaluate({"self": celpy.json_to_cel(value)}):
-            broken.append(rule["message"])
-    for name, child in schema.get("properties", {}).items():
-        if isinstance(value, dict) and name in value:
-            broken += broken_rules(child, value[name])
-    return broken
 
 
 def test_status_schema_declares_every_field_the_operator_writes() -> None:
