@@ -292,11 +292,15 @@ def test_the_newer_of_two_activations_of_one_audience_is_stalled(
     operator.create(newer)
     stalled = operator.wait(newer, lambda o: (o.get("status") or {}).get("phase") == "Failed")
 
+    delete(operator, newer)
+
     condition = next(c for c in stalled["status"]["conditions"] if c["type"] == "Stalled")
     assert condition["reason"] == "AudienceConflict"
     assert "'vip'" in condition["message"]
+    assert gone(operator, newer)
     assert not r.exists("user:2.dinmo_segments")
-    assert r.smembers("user:1.dinmo_segments") == {b"vip"}
+    assert r.smembers("user:1.dinmo_segments") == {b"vip"}  # NB: the duplicate wrote nothing.
+    assert r.exists("audiences:{vip}:meta")
 
 
 def test_an_activation_waits_for_its_destination_to_be_ready(
@@ -460,3 +464,25 @@ def test_a_destination_deleted_before_its_activation_waits_for_the_cleanup(
     assert still_there["metadata"].get("deletionTimestamp")
     assert any(e.get("reason") == "DestinationInUse" for e in operator.events())
     assert not r.exists("user:1.dinmo_segments")
+
+
+def test_a_typo_in_the_audience_name_stalls_without_touching_the_written_audience(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    obj = operator.create(activation(["user:1"], schedule={"interval": "1s"}))
+    operator.wait(obj, lambda o: runs(o) >= 1 and phase(o) == "Synced")
+
+    operator.patch(obj, {"spec": {"audienceName": "vip customers"}})
+    operator.wait(obj, lambda o: phase(o) == "Failed")
+    time.sleep(5)  # NB: the 1 s schedule must not retry an invalid spec.
+    kept = r.smembers("user:1.dinmo_segments")
+    warnings = [e for e in operator.events() if e.get("reason") == "InvalidSpec"]
+    delete(operator, obj)
+
+    assert kept == {b"vip"}
+    assert len(warnings) == 1
+    assert gone(operator, obj)
+    assert not r.exists("user:1.dinmo_segments")  # NB: deletion removes what was written.
+    assert not r.exists("audiences:{vip}:meta")

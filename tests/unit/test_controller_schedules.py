@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from redis_audiences.controller.schedules import next_run, retry_delay
+from redis_audiences.controller.schedules import next_retry_delay, next_run
 from redis_audiences.resources.models import Schedule
 
 
@@ -37,12 +37,18 @@ def test_next_run_is_strictly_after_a_tick() -> None:
     assert next_run(schedule, after=at("2026-12-03T11:00:00")) == at("2026-12-03T12:00:00")
 
 
-@pytest.mark.parametrize(("failures", "seconds"), [(1, 10), (2, 20), (3, 40), (6, 320), (7, 600),
-                                                   (50, 600)])  # fmt: skip
-def test_retry_backoff_doubles_and_is_capped(failures: int, seconds: float) -> None:
-    assert retry_delay(failures) == seconds
+@pytest.mark.parametrize(("waited", "seconds"), [(None, 10), (0, 10), (10, 20), (20, 40),
+                                                 (160, 320), (320, 600), (600, 600)])  # fmt: skip
+def test_retry_backoff_doubles_the_last_wait_up_to_ten_minutes(
+    waited: float | None, seconds: float
+) -> None:
+    assert next_retry_delay(waited) == seconds
 
 
-def test_retry_backoff_needs_a_failure() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        retry_delay(0)
+def test_retry_backoff_reaches_its_cap_after_more_failures_than_history_keeps() -> None:
+    waited, waits = None, []
+    for _ in range(8):
+        waited = next_retry_delay(waited)
+        waits.append(waited)
+
+    assert waits == [10, 20, 40, 80, 160, 320, 600, 600]

@@ -7,7 +7,7 @@ from typing import Any
 
 import jsonschema
 
-from redis_audiences.controller import statuses
+from redis_audiences.controller import activations, statuses
 from redis_audiences.membership import RunReport
 from redis_audiences.resources.crds import crd_manifests
 
@@ -114,6 +114,7 @@ def test_an_invalid_spec_is_stalled_with_the_reason() -> None:
     assert status["phase"] == "Failed"
     assert condition(status, "Stalled")["reason"] == "InvalidSpec"
     assert "spec.audienceName" in condition(status, "Ready")["message"]
+    assert "nextSyncTime" in status and status["nextSyncTime"] is None  # no retry, no schedule
     jsonschema.validate(stored(status), status_schema())
 
 
@@ -122,3 +123,13 @@ def test_a_dry_run_does_not_change_the_member_count() -> None:
 
     assert "members" not in status
     assert status["lastRun"]["dryRun"] is True
+
+
+def test_a_run_that_waited_for_another_builds_on_the_status_that_run_wrote() -> None:
+    older = statuses.finished({}, report(), generation=1, next_sync_time=None)
+    newer = statuses.finished(older, report(), generation=1, next_sync_time=None)
+    newer["lastRun"]["finishedAt"] = "2999-01-01T00:00:00Z"
+    activations._LAST_STATUS["uid-1"] = newer
+
+    assert activations._newest_status("uid-1", older) == newer
+    assert activations._newest_status("uid-2", older) == older

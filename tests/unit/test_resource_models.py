@@ -139,6 +139,18 @@ def test_invalid_audience_names_are_named_with_the_reason(name: str, fragments: 
             id="cron-six-fields",
         ),
         pytest.param(
+            {"schedule": {"cron": "0 0 30 2 *"}},
+            "spec.schedule.cron",
+            ["'0 0 30 2 *'", "never comes"],
+            id="cron-february-30",
+        ),
+        pytest.param(
+            {"schedule": {"interval": "999999999h"}},
+            "spec.schedule.interval",
+            ["'999999999h'", "longer than a year"],
+            id="interval-over-a-year",
+        ),
+        pytest.param(
             {"schedule": {"interval": "15x"}},
             "spec.schedule.interval",
             ["(got '15x')"],

@@ -26,15 +26,18 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from redis_audiences.controller.handlers import REGISTRY
+from redis_audiences.controller import activations, destinations
+from redis_audiences.controller.indexes import REGISTRY
 from redis_audiences.controller.metrics import REGISTRY as METRICS
 
 BOOKKEEPING_PREFIX = "kopf.audiences.dev"
+HANDLERS = (activations, destinations)  # NB: importing them registers their handlers.
 LoginFn = Callable[..., Any]
 _LOGINS: set[LoginFn] = set()
 WATCH_SERVER_TIMEOUT = 300
 WATCH_CLIENT_TIMEOUT = 330
 PRIORITY_RANGE = 2**31 - 1
+HANDLER_THREADS = 64
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -51,6 +54,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.INFO
     settings.scanning.disabled = True
+    # NB: each run holds a thread while its source is read; slow warehouse
+    # queries must not starve timers, destination checks and deletions.
+    settings.execution.max_workers = HANDLER_THREADS
 
 
 def configure_logging(log_format: str) -> None:

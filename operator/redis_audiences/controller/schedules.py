@@ -30,8 +30,12 @@ def next_run(schedule: Schedule, *, after: datetime) -> datetime:
     return upcoming.astimezone(UTC)
 
 
-def retry_delay(failures: int) -> float:
-    """Seconds to wait after the ``failures``-th failure in a row."""
-    if failures < 1:
-        raise ValueError(f"failures must be at least 1, got {failures}")
-    return float(min(RETRY_CAP_SECONDS, RETRY_FIRST_SECONDS * 2.0 ** (failures - 1)))
+def next_retry_delay(waited: float | None) -> float:
+    """Seconds before the next retry: twice the last wait, capped.
+
+    ``waited`` is how long the previous retry waited (None after a first
+    failure), so the backoff needs no failure count beyond the status.
+    """
+    if waited is None or waited <= 0:
+        return RETRY_FIRST_SECONDS
+    return float(min(RETRY_CAP_SECONDS, max(RETRY_FIRST_SECONDS, 2.0 * waited)))

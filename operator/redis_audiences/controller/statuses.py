@@ -22,8 +22,13 @@ _REASONS = {"Succeeded": "Synced", "Failed": "SyncFailed", "Blocked": "SafetyGua
 Status = dict[str, Any]
 
 
+def rfc3339(moment: datetime) -> str:
+    """An aware time as status spells it: seconds, UTC, a ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return rfc3339(datetime.now(UTC))
 
 
 def syncing(previous: Mapping[str, Any], *, generation: int, trigger: str) -> Status:
@@ -105,7 +110,12 @@ def stalled(previous: Mapping[str, Any], *, generation: int, reason: str, messag
     conditions = set_condition(conditions, "Ready", "False", reason, message, generation)
     conditions = set_condition(conditions, "Stalled", "True", reason, message, generation)
     conditions = set_condition(conditions, "Reconciling", "False", reason, message, generation)
-    return {"observedGeneration": generation, "phase": "Failed", "conditions": conditions}
+    return {
+        "observedGeneration": generation,
+        "phase": "Failed",
+        "nextSyncTime": None,  # NB: no retry and no schedule until the spec changes.
+        "conditions": conditions,
+    }
 
 
 def set_condition(

@@ -9,11 +9,12 @@ name the field and the bad value (see ``describe_validation_error``).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -22,6 +23,7 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 AUDIENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 INTERVAL_PATTERN = r"^[1-9][0-9]*(s|m|h)$"
+MAX_INTERVAL_SECONDS = 366 * 24 * 3600
 _INTERVAL_SECONDS = {"s": 1, "m": 60, "h": 3600}
 
 
@@ -271,7 +273,19 @@ class Schedule(Model):
     def _cron_has_five_valid_fields(cls, cron: str | None) -> str | None:
         if cron is not None and (len(cron.split()) != 5 or not croniter.is_valid(cron)):
             raise ValueError(f"cron {cron!r} is not a five-field cron expression")
+        if cron is not None:
+            try:
+                croniter(cron, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+            except CroniterBadDateError:
+                raise ValueError(f"cron {cron!r} names a day that never comes") from None
         return cron
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_at_most_a_year(cls, interval: str | None) -> str | None:
+        if interval is not None and _seconds(interval) > MAX_INTERVAL_SECONDS:
+            raise ValueError(f"interval {interval!r} is longer than a year (366 days)")
+        return interval
 
     @field_validator("time_zone")
     @classmethod
@@ -291,9 +305,11 @@ class Schedule(Model):
 
     @property
     def interval_seconds(self) -> int | None:
-        if self.interval is None:
-            return None
-        return int(self.interval[:-1]) * _INTERVAL_SECONDS[self.interval[-1]]
+        return None if self.interval is None else _seconds(self.interval)
+
+
+def _seconds(interval: str) -> int:
+    return int(interval[:-1]) * _INTERVAL_SECONDS[interval[-1]]
 
 
 class Safety(Model):

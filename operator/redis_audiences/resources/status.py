@@ -55,6 +55,13 @@ class RunSummary(StatusModel):
     message: str = Field(description="One line: why it failed or what is worth knowing.")
 
 
+class AppliedAudience(StatusModel):
+    """Where an activation has written its audience (what cleanup removes)."""
+
+    audience_name: str | None = Field(None, description="The audience name written.")
+    destination_name: str | None = Field(None, description="The RedisDestination written to.")
+
+
 class RedisAudienceActivationStatus(StatusModel):
     """Health and last run of one activation."""
 
@@ -77,6 +84,13 @@ class RedisAudienceActivationStatus(StatusModel):
     )
     wrong_type_sample: list[str] | None = Field(
         None, max_length=10, description="Up to ten keys skipped for holding another type."
+    )
+    applied_audience: AppliedAudience | None = Field(
+        None,
+        description=(
+            "The audience and destination this activation has written; deletion and "
+            "renames remove the audience from there."
+        ),
     )
     conditions: list[Condition] | None = Field(
         None, description="Ready; Reconciling during a run; Stalled when invalid or blocked."

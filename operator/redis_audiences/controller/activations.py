@@ -1,4 +1,4 @@
-"""Kopf handlers: when activations run and what their status says.
+"""Kopf handlers of activations: when they run and what their status says.
 
 Each handler is a short paragraph delegating to ``syncing`` (the run itself)
 and ``statuses`` (what to write). Runs happen on creation, on a spec change
@@ -13,16 +13,10 @@ announced first: each run-triggering handler has an ``announce`` twin,
 registered before it, that sets phase ``Syncing`` (Kopf's default lifecycle
 runs one handler per cycle and applies its patch before the next). A timer
 marks a due run ``Syncing`` on one tick and runs it on the next.
-
-A destination is re-checked (PING, INFO and ``ACL DRYRUN``) on change, every
-``DESTINATION_RECHECK_SECONDS``, and within a tick of a change to a Secret it
-references (noticed through a digest of the Secrets kept in memory only).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -32,13 +26,11 @@ import kopf
 from pydantic import ValidationError
 
 from redis_audiences.controller import metrics, statuses
-from redis_audiences.controller.lookups import IndexedLookup, ObjectIndex, index_data
-from redis_audiences.controller.schedules import next_run, retry_delay
-from redis_audiences.membership import MembershipError
+from redis_audiences.controller.indexes import ACTIVATIONS, REGISTRY
+from redis_audiences.controller.lookups import IndexedLookup, ObjectIndex
+from redis_audiences.controller.schedules import next_retry_delay, next_run
+from redis_audiences.membership import RunReport
 from redis_audiences.resources import (
-    GROUP,
-    VERSION,
-    ManifestError,
     ObjectMeta,
     RedisAudienceActivation,
     RedisAudienceActivationSpec,
@@ -48,49 +40,19 @@ from redis_audiences.resources import (
 )
 from redis_audiences.syncing import (
     Overrides,
-    check_destination,
     remove_activation_audience,
     sync_activation,
 )
 
-REGISTRY = kopf.OperatorRegistry()
-ACTIVATIONS = (GROUP, VERSION, "redisaudienceactivations")
-DESTINATIONS = (GROUP, VERSION, "redisdestinations")
 SYNC_REQUEST = "audiences.dev/sync-requested-at"
 SKIP_CLEANUP = "audiences.dev/skip-cleanup"
 SCHEDULE_TICK_SECONDS = 2.0
-DESTINATION_RECHECK_SECONDS = 60.0
 TIMER_TRIGGERS = ("Schedule", "Retry")
+DESTINATION_WAIT_SECONDS = 10.0
 _RUNNING: dict[Any, threading.Lock] = {}
 _DELETING: set[Any] = set()
-_SECRET_DIGESTS: dict[Any, str] = {}
-
-
-@kopf.index("", "v1", "secrets", registry=REGISTRY)
-def secret_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, str]]:
-    return index_data(body, encoded=True)
-
-
-@kopf.index("", "v1", "configmaps", registry=REGISTRY)
-def config_map_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, str]]:
-    return index_data(body, encoded=False)
-
-
-@kopf.index(*DESTINATIONS, registry=REGISTRY)
-def destination_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    meta = body.get("metadata", {})
-    return {(meta.get("namespace", ""), meta.get("name", "")): dict(body)}
-
-
-@kopf.index(*ACTIVATIONS, registry=REGISTRY)
-def claim_index(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> Any:
-    """Who claims which audience on which destination, oldest first."""
-    place = (
-        meta.get("namespace"),
-        (spec.get("destinationRef") or {}).get("name"),
-        spec.get("audienceName"),
-    )
-    return {place: (meta.get("creationTimestamp") or "", meta.get("name"))}
+_LAST_WRITTEN: dict[Any, tuple[str, str]] = {}
+_LAST_STATUS: dict[Any, dict[str, Any]] = {}
 
 
 @kopf.on.create(*ACTIVATIONS, registry=REGISTRY)
@@ -102,29 +64,33 @@ def spec_announced(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 @kopf.on.create(*ACTIVATIONS, registry=REGISTRY)
 @kopf.on.update(*ACTIVATIONS, field="spec", registry=REGISTRY)
 def spec_changed(body: kopf.Body, patch: kopf.Patch, old: Any, **indexes: Any) -> None:
-    """Run on a new spec; a renamed or moved audience drops the old first."""
-    if old and _placement(old) != _placement(body.get("spec") or {}):
-        _remove_or_retry(body, indexes, reason="AudienceMoved", old=old)
+    """Run on a new spec; a renamed or moved audience drops the old first.
+
+    Only a valid new spec moves anything: a typo in ``audienceName`` stalls
+    the activation and leaves the audience it wrote where it is.
+    """
+    written, wanted = _written(body, old), _valid_placement(body.get("spec") or {})
+    if written and wanted and written != wanted:
+        _remove_or_retry(body, indexes, reason="AudienceMoved", placement=written)
+        patch.status["appliedAudience"] = {}
     run_activation("SpecChange", body, patch, indexes)
 
 
 @kopf.on.delete(*ACTIVATIONS, registry=REGISTRY)
 def deleted(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, **indexes: Any) -> None:
-    """Remove the audience (deletionPolicy Remove) before the finalizer goes."""
-    if meta.get("annotations", {}).get(SKIP_CLEANUP) == "true":
-        kopf.info(body, reason="CleanupSkipped", message=f"{SKIP_CLEANUP} is true.")
-    elif (spec.get("deletionPolicy") or "Remove") == "Remove":
+    """Remove the audience it wrote (deletionPolicy Remove), then let go."""
+    if (spec.get("deletionPolicy") or "Remove") == "Remove":
         uid = meta.get("uid", id(body))
         _DELETING.add(uid)  # NB: no run starts from here on, not even a due one.
         with _RUNNING.setdefault(uid, threading.Lock()):  # a run in flight lands first
-            _remove_or_retry(body, indexes, reason="CleanupPending")
+            written = _written(body, None) or _LAST_WRITTEN.get(uid)
+            if written:  # NB: a stalled duplicate never wrote the owner's audience.
+                _remove_or_retry(body, indexes, reason="CleanupPending", placement=written)
 
 
 def _announce(trigger: str, body: kopf.Body, patch: kopf.Patch) -> None:
     """Show phase ``Syncing`` for a run about to start (valid specs only)."""
-    try:
-        RedisAudienceActivationSpec.model_validate(dict(body.get("spec") or {}))
-    except ValidationError:
+    if _valid_placement(body.get("spec") or {}) is None:
         return  # NB: the run handler reports the invalid spec as Stalled.
     generation = body["metadata"].get("generation") or 0
     patch.status.update(
@@ -132,34 +98,62 @@ def _announce(trigger: str, body: kopf.Body, patch: kopf.Patch) -> None:
     )
 
 
-def _placement(spec: Mapping[str, Any]) -> tuple[Any, Any]:
-    return spec.get("audienceName"), (spec.get("destinationRef") or {}).get("name")
+Placement = tuple[str, str]
 
 
-def _remove_or_retry(
-    body: kopf.Body, indexes: Any, *, reason: str, old: Mapping[str, Any] | None = None
-) -> None:
-    """Remove the audience of ``old`` (default: the spec), or retry later."""
+def _valid_placement(spec: Mapping[str, Any]) -> Placement | None:
+    """(audience, destination) of a valid spec; None for an invalid one."""
     try:
-        meta = ObjectMeta.model_validate(dict(body["metadata"]))
-        spec = RedisAudienceActivationSpec.model_validate(dict(old or body.get("spec") or {}))
+        parsed = RedisAudienceActivationSpec.model_validate(dict(spec))
     except ValidationError:
-        return  # NB: an invalid spec never ran, so it wrote nothing to remove.
+        return None
+    return parsed.audience_name, parsed.destination_ref.name
+
+
+def _written(body: kopf.Body, old: Mapping[str, Any] | None) -> Placement | None:
+    """Where this activation has written its audience, from its status.
+
+    ``status.appliedAudience`` says it; a status from before that field
+    falls back to the previous spec when a run that writes has happened.
+    """
+    status = body.get("status") or {}
+    applied = status.get("appliedAudience") or {}
+    if applied.get("audienceName") and applied.get("destinationName"):
+        return str(applied["audienceName"]), str(applied["destinationName"])
+    wrote = any(not run.get("dryRun") for run in status.get("history") or [])
+    return _valid_placement(old) if old and wrote and "appliedAudience" not in status else None
+
+
+def _remove_or_retry(body: kopf.Body, indexes: Any, *, reason: str, placement: Placement) -> None:
+    """Remove the audience at ``placement``, or retry later (unless skipped)."""
+    audience, destination_name = placement
+    if (body["metadata"].get("annotations") or {}).get(SKIP_CLEANUP) == "true":
+        kopf.info(body, reason="CleanupSkipped", message=f"{SKIP_CLEANUP} is true.")
+        return
+    meta = ObjectMeta.model_validate(dict(body["metadata"]))
+    spec = RedisAudienceActivationSpec.model_validate({
+        "destinationRef": {"name": destination_name}, "audienceName": audience,
+        "source": {"inline": {"keys": []}},
+    })  # fmt: skip
     activation = RedisAudienceActivation(meta, spec)
     destination = _destination(activation, indexes["destination_index"])
-    lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
-    report = remove_activation_audience(activation, destination, lookup) if destination else None
-    if report is None or report.outcome != "Succeeded":
-        why = (
-            report.message if report else f"RedisDestination {spec.destination_ref.name!r} is gone"
-        )
+    if destination is None:
         message = (
-            f"cannot remove audience {spec.audience_name!r} yet: {why}; retrying "
+            f"RedisDestination {destination_name!r} is gone, so audience {audience!r} "
+            "cannot be removed from it; its Sets are left as they are."
+        )
+        kopf.warn(body, reason="AudienceLeftBehind", message=message)
+        return
+    lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
+    report = remove_activation_audience(activation, destination, lookup)
+    if report.outcome != "Succeeded":
+        message = (
+            f"cannot remove audience {audience!r} yet: {report.message}; retrying "
             f"(annotate {SKIP_CLEANUP}=true to skip)."
         )
         kopf.warn(body, reason=reason, message=message)
         raise kopf.TemporaryError(message, delay=10)
-    removed = f"removed audience {spec.audience_name!r} from {report.removed} Sets."
+    removed = f"removed audience {audience!r} from {report.removed} Sets."
     kopf.info(body, reason="AudienceRemoved", message=removed)
 
 
@@ -195,11 +189,11 @@ def schedule_tick(
     marked, generation = _timer_trigger(status), body["metadata"].get("generation") or 0
     due = bool(status.get("nextSyncTime")) and status["nextSyncTime"] <= _now()
     if marked and not spec.get("suspend"):
-        trigger = (status.get("lastRun") or {}).get("trigger", "Schedule")
+        trigger = (status.get("lastRun") or {}).get("trigger", "SpecChange")
         run_activation(trigger if marked == "Retry" else marked, body, patch, indexes, wait=False)
     elif spec.get("suspend"):
         _mark_suspended(status, patch, generation=generation, marked=marked is not None)
-    elif due and status.get("phase") == "Failed" and status.get("lastRun"):
+    elif due and status.get("phase") in ("Failed", "Pending"):
         patch.status.update(statuses.syncing(status, generation=generation, trigger="Retry"))
     elif due and spec.get("schedule"):
         patch.status.update(statuses.syncing(status, generation=generation, trigger="Schedule"))
@@ -248,23 +242,21 @@ def run_activation(
 
 
 def _run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: Any) -> None:
-    previous, generation = dict(body.get("status") or {}), body["metadata"].get("generation")
+    uid, generation = body["metadata"].get("uid"), body["metadata"].get("generation")
+    previous = _newest_status(uid, dict(body.get("status") or {}))
     activation = _parse_activation(body, patch, generation)
     if activation is None:
         return
     _refuse_conflict(activation, indexes["claim_index"], patch, body)
     destination = _ready_destination(activation, indexes["destination_index"], patch, body)
+    if destination is None:
+        return
 
     lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
     report = sync_activation(activation, destination, lookup, Overrides(trigger=trigger))
-    status = statuses.finished(
-        previous, report, generation=generation, next_sync_time=_next_sync(activation)
-    )
-    if report.outcome == "Failed":
-        status["nextSyncTime"] = _retry_time(status)
+    status = _status_after(activation, previous, report, generation=generation or 0)
     patch.status.update(status)
-    if activation.spec.suspend:
-        patch.status["phase"] = "Suspended"
+    _LAST_STATUS[uid] = {**previous, **status}
     metrics.record(
         activation.meta.namespace, activation.meta.name, activation.spec.audience_name, report
     )
@@ -275,28 +267,66 @@ def _run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: A
         kopf.warn(body, reason=report.outcome, message=report.message or report.outcome)
 
 
+def _status_after(
+    activation: RedisAudienceActivation,
+    previous: Mapping[str, Any],
+    report: RunReport,
+    *,
+    generation: int,
+) -> dict[str, Any]:
+    """The status a run leaves: counts, next run or retry, where it wrote."""
+    status = statuses.finished(
+        previous, report, generation=generation, next_sync_time=_next_sync(activation)
+    )
+    if report.outcome == "Failed":
+        status["nextSyncTime"] = _retry_time(previous)
+    if activation.spec.suspend:
+        status["phase"] = "Suspended"
+    if not report.dry_run and report.outcome != "Blocked":
+        placement = (activation.spec.audience_name, activation.spec.destination_ref.name)
+        status["appliedAudience"] = {"audienceName": placement[0], "destinationName": placement[1]}
+        _LAST_WRITTEN[activation.meta.uid] = placement
+    return status
+
+
+def _newest_status(uid: Any, seen: dict[str, Any]) -> dict[str, Any]:
+    """The status this replica last wrote, when newer than the one ``seen``.
+
+    A run that waited for another works from an older snapshot; without this
+    it would overwrite the other run's entry in ``history``.
+    """
+    written = _LAST_STATUS.get(uid) or {}
+    mine = (written.get("lastRun") or {}).get("finishedAt") or ""
+    theirs = (seen.get("lastRun") or {}).get("finishedAt") or ""
+    return dict(written) if mine > theirs else seen
+
+
 def _next_sync(activation: RedisAudienceActivation) -> str | None:
     """The next scheduled run; None without a schedule or when suspended."""
     schedule = activation.spec.schedule
     if schedule is None or activation.spec.suspend:
         return None
     moment = next_run(schedule, after=datetime.now(UTC))
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return statuses.rfc3339(moment)
 
 
-def _retry_time(status: Mapping[str, Any]) -> str:
-    """When to retry after a failed run: capped backoff on failures in a row."""
-    failures = 0
-    for run in status.get("history") or []:
-        if run.get("outcome") != "Failed":
-            break
-        failures += 1
-    moment = datetime.now(UTC) + timedelta(seconds=retry_delay(max(failures, 1)))
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+def _retry_time(previous: Mapping[str, Any]) -> str:
+    """When to retry a failed run: double the last wait after a failure."""
+    waited = None
+    if previous.get("phase") in ("Failed", "Pending") and previous.get("nextSyncTime"):
+        last = (previous.get("lastRun") or {}).get("finishedAt")
+        if last and (previous.get("lastRun") or {}).get("outcome") == "Failed":
+            waited = (_parse(previous["nextSyncTime"]) - _parse(last)).total_seconds()
+    moment = datetime.now(UTC) + timedelta(seconds=next_retry_delay(waited))
+    return statuses.rfc3339(moment)
+
+
+def _parse(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return statuses.now_rfc3339()
 
 
 def _parse_activation(
@@ -324,18 +354,23 @@ def _parse_activation(
 def _refuse_conflict(
     activation: RedisAudienceActivation, index: ObjectIndex, patch: kopf.Patch, body: kopf.Body
 ) -> None:
-    """The newer of two activations of one audience and destination stalls."""
+    """Of two activations of one audience and destination, one runs.
+
+    The one that already wrote the audience keeps it; between two that have
+    not, the older (then the first by name). The other stalls.
+    """
     place = (
         activation.meta.namespace,
         activation.spec.destination_ref.name,
         activation.spec.audience_name,
     )
     claims = sorted(index.get(place, []))
-    if not claims or claims[0][1] == activation.meta.name:
+    if not claims or claims[0][-1] == activation.meta.name:
         return
     message = (
         f"audience {activation.spec.audience_name!r} on destination "
-        f"{place[1]!r} is claimed by the older activation {claims[0][1]!r}."
+        f"{place[1]!r} is claimed by activation {claims[0][-1]!r}, which "
+        f"{'writes it already' if not claims[0][0] else 'is older'}."
     )
     patch.status.update(
         statuses.stalled(
@@ -351,8 +386,12 @@ def _refuse_conflict(
 
 def _ready_destination(
     activation: RedisAudienceActivation, index: ObjectIndex, patch: kopf.Patch, body: kopf.Body
-) -> RedisDestination:
-    """The activation's destination when Ready; else Pending and a retry."""
+) -> RedisDestination | None:
+    """The activation's destination when Ready; else None, Pending and a retry.
+
+    The retry is the schedule timer's (``nextSyncTime`` in ten seconds), so a
+    run from any trigger waits for the destination the same way.
+    """
     destination = _destination(activation, index)
     if destination is None or not _is_ready(index, activation):
         name = activation.spec.destination_ref.name
@@ -363,8 +402,11 @@ def _ready_destination(
             conditions = statuses.set_condition(
                 conditions, kind, value, "DestinationNotReady", message, generation
             )
-        patch.status.update({"phase": "Pending", "conditions": conditions})
-        raise kopf.TemporaryError(message, delay=10)
+        retry = datetime.now(UTC) + timedelta(seconds=DESTINATION_WAIT_SECONDS)
+        patch.status.update(
+            {"phase": "Pending", "conditions": conditions, "nextSyncTime": statuses.rfc3339(retry)}
+        )
+        return None
     return destination
 
 
@@ -386,107 +428,3 @@ def _is_ready(index: ObjectIndex, activation: RedisAudienceActivation) -> bool:
     found = list(index.get((activation.meta.namespace, activation.spec.destination_ref.name), []))
     conditions = (found[-1].get("status") or {}).get("conditions") or [] if found else []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-@kopf.on.create(*DESTINATIONS, registry=REGISTRY)
-@kopf.on.update(*DESTINATIONS, field="spec", registry=REGISTRY)
-@kopf.on.resume(*DESTINATIONS, registry=REGISTRY)
-def destination_changed(body: kopf.Body, patch: kopf.Patch, **indexes: Any) -> None:
-    check_destination_now(body, patch, indexes)
-
-
-@kopf.timer(*DESTINATIONS, interval=SCHEDULE_TICK_SECONDS, registry=REGISTRY)
-def destination_tick(
-    body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **indexes: Any
-) -> None:
-    """Re-check when the last check is old or a referenced Secret changed."""
-    checked = status.get("lastCheckedTime")
-    stale = datetime.now(UTC) - timedelta(seconds=DESTINATION_RECHECK_SECONDS)
-    digest = _secrets_digest(body, indexes["secret_index"])
-    known = _SECRET_DIGESTS.get(body["metadata"].get("uid"))
-    old = not checked or checked <= stale.isoformat(timespec="seconds").replace("+00:00", "Z")
-    if old or (known is not None and known != digest):
-        check_destination_now(body, patch, indexes)
-
-
-def _secrets_digest(body: kopf.Body, index: ObjectIndex) -> str:
-    """A digest of the Secrets the destination references (memory only)."""
-    namespace = body["metadata"].get("namespace", "")
-    names = sorted(_secret_names(body.get("spec") or {}))
-    found = [list(index.get((namespace, name), [])) for name in names]
-    text = json.dumps([names, [entry[-1] if entry else None for entry in found]], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _secret_names(spec: Mapping[str, Any]) -> set[str]:
-    """The names in every ``*SecretRef`` of a raw spec, at any depth."""
-    names: set[str] = set()
-    for key, value in spec.items():
-        if isinstance(value, Mapping) and key.endswith("SecretRef") and value.get("name"):
-            names.add(str(value["name"]))
-        elif isinstance(value, Mapping):
-            names |= _secret_names(value)
-    return names
-
-
-@kopf.on.delete(*DESTINATIONS, registry=REGISTRY)
-def destination_deleted(body: kopf.Body, meta: kopf.Meta, **indexes: Any) -> None:
-    """Keep a destination until no activation uses it, so each can clean up."""
-    place = (meta.get("namespace"), meta.get("name"))
-    users = sorted(
-        name for key, claims in indexes["claim_index"].items()
-        if tuple(key[:2]) == place for _, name in claims
-    )  # fmt: skip
-    if users:
-        message = (
-            f"RedisDestination {place[1]!r} is still used by {len(users)} "
-            f"activation(s) ({', '.join(users[:5])}); it goes once they are deleted."
-        )
-        kopf.info(body, reason="DestinationInUse", message=message)
-        raise kopf.TemporaryError(message, delay=5)
-
-
-def check_destination_now(body: kopf.Body, patch: kopf.Patch, indexes: Any) -> None:
-    """PING the destination (no writes); keep ``Ready`` and the version."""
-    previous, generation = body.get("status") or {}, body["metadata"].get("generation") or 0
-    _SECRET_DIGESTS[body["metadata"].get("uid")] = _secrets_digest(body, indexes["secret_index"])
-    lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
-    try:
-        spec = RedisDestinationSpec.model_validate(dict(body.get("spec") or {}))
-        destination = RedisDestination(ObjectMeta.model_validate(dict(body["metadata"])), spec)
-        version, permissions = check_destination(destination, lookup)
-        ready, reason, message = "True", "Reachable", f"Redis {version} answered PING"
-        if permissions.missing:
-            ready, reason = "False", "MissingPermissions"
-            message = f"the Redis user may not run: {', '.join(permissions.missing)}"
-        elif permissions.unchecked:
-            message += f"; permissions not checked: {permissions.unchecked}"
-        message += "."
-    except ValidationError as error:
-        version, ready, reason = None, "False", "InvalidSpec"
-        message = describe_validation_error(error, "spec")
-    except (ManifestError, MembershipError) as error:
-        version, ready, reason, message = None, "False", "Unreachable", str(error)
-    patch.status.update(_destination_status(previous, generation, version, ready, reason, message))
-
-
-def _destination_status(
-    previous: Mapping[str, Any],
-    generation: int,
-    version: str | None,
-    ready: str,
-    reason: str,
-    message: str,
-) -> dict[str, Any]:
-    conditions = statuses.set_condition(
-        previous.get("conditions") or [], "Ready", ready, reason, message, generation
-    )
-    checked = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    status = {
-        "conditions": conditions,
-        "lastCheckedTime": checked,
-        "observedGeneration": generation,
-    }
-    if version is not None:
-        status["redisVersion"] = version
-    return status
