@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import redis
 
@@ -198,6 +199,24 @@ def audience_keys(
     )
 
 
+def _well_formed(url: str | None, ref: Any) -> str | None:
+    """The Secret's Redis URL, refused (without echoing it) when mis-split.
+
+    A password with an unescaped '#', '?', '/' or '@' moves part of itself
+    into what parsers take for the host, and a connection error would then
+    name that piece.
+    """
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.fragment or "@" in parts.path + parts.query:
+        raise ManifestError(
+            f"the Redis URL in Secret {ref.name!r} (key {ref.key!r}) is malformed; "
+            "percent-encode special characters of the user name and password."
+        )
+    return url
+
+
 def redis_target(
     destination: RedisDestination, lookup: ObjectLookup, redis_url: str | None = None
 ) -> RedisTarget:
@@ -219,7 +238,7 @@ def redis_target(
     sentinel = spec.sentinel
     return RedisTarget(
         mode=mode,
-        url=redis_url or spec.url or secret(spec.url_secret_ref),
+        url=redis_url or spec.url or _well_formed(secret(spec.url_secret_ref), spec.url_secret_ref),
         username=secret(spec.username_secret_ref),
         password=secret(spec.password_secret_ref),
         tls=tls is not None,

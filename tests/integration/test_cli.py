@@ -442,6 +442,15 @@ def password_in_a_malformed_secret_url(redis_url: str) -> list[Document]:
     ]
 
 
+def password_with_an_unescaped_hash_in_a_secret_url(redis_url: str) -> list[Document]:
+    # NB: parsers take 's3cr3t' for the host; a connection error would name it.
+    return [
+        secret("redis", url="redis://default:pw@s3cr3t#2024@127.0.0.1:1/0"),
+        destination(urlSecretRef={"name": "redis", "key": "url"}),
+        activation("vip", ["u:1"]),
+    ]
+
+
 def password_secret_refused_by_redis(redis_url: str) -> list[Document]:
     return [
         secret("redis", user="nobody", password="s3cr3t"),
@@ -481,7 +490,8 @@ def password_in_an_unreachable_database_url(redis_url: str) -> list[Document]:
     [
         (password_in_a_reachable_secret_url, 0),
         (password_in_an_unreachable_secret_url, 1),
-        (password_in_a_malformed_secret_url, 1),
+        (password_in_a_malformed_secret_url, 2),
+        (password_with_an_unescaped_hash_in_a_secret_url, 2),
         (password_secret_refused_by_redis, 1),
         (password_written_in_place_of_a_ref, 2),
         (password_in_an_unreachable_database_url, 1),
@@ -490,6 +500,7 @@ def password_in_an_unreachable_database_url(redis_url: str) -> list[Document]:
         "reachable-url",
         "unreachable-url",
         "malformed-url",
+        "unescaped-hash",
         "refused-password",
         "password-instead-of-ref",
         "database-url",
