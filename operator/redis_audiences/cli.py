@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -106,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         "-n",
         dest="namespaces",
         action="append",
+        type=_namespace,
         default=[],
         metavar="NS",
         help="watch this namespace (repeatable)",
@@ -115,11 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--liveness",
+        type=_liveness_url,
         metavar="URL",
         help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
     )
     run.add_argument(
-        "--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port"
+        "--metrics-port", type=_port, metavar="N", help="serve Prometheus metrics on this port"
     )
     run.add_argument(
         "--log-format",
@@ -141,22 +144,55 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     # NB: imported here: Kopf is slow to import and `sync` does not need it.
-    from redis_audiences.controller.running import configure_logging, run_operator  # noqa: PLC0415
+    from redis_audiences.controller import running  # noqa: PLC0415
 
-    configure_logging(args.log_format)
-    run_operator(
-        namespaces=args.namespaces,
-        liveness=args.liveness,
-        metrics_port=args.metrics_port,
-        peering=args.peering,
-        priority=args.priority,
-    )
+    running.configure_logging(args.log_format)
+    try:
+        running.run_operator(
+            namespaces=args.namespaces,
+            liveness=args.liveness,
+            metrics_port=args.metrics_port,
+            peering=args.peering,
+            priority=args.priority,
+        )
+    except running.StartupError as error:
+        raise UsageError(str(error)) from None
     return EXIT_OK
 
 
 def _crds(args: argparse.Namespace) -> int:
     print(crds_yaml(), end="")
     return EXIT_OK
+
+
+def _namespace(value: str) -> str:
+    """A Kubernetes namespace name (an RFC 1123 label)."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a namespace name (lower-case letters, digits and '-')"
+        )
+    return value
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port (1 to 65535)")
+    return int(value)
+
+
+def _liveness_url(value: str) -> str:
+    """An http:// URL with a port, as Kopf's liveness endpoint needs."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or not parts.hostname or port is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a liveness URL; use http://HOST:PORT/PATH, "
+            "e.g. http://0.0.0.0:8080/healthz"
+        )
+    return value
 
 
 def _redis_url(value: str) -> str:

@@ -59,6 +59,17 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.execution.max_workers = HANDLER_THREADS
 
 
+class StartupError(Exception):
+    """The operator cannot start as asked (a port in use, say)."""
+
+
+def _serve_metrics(port: int) -> None:
+    try:
+        start_http_server(port, registry=METRICS)
+    except OSError as error:
+        raise StartupError(f"cannot serve metrics on port {port}: {error.strerror}.") from None
+
+
 def configure_logging(log_format: str) -> None:
     """Log to stderr at INFO, in Kopf's ``full``, ``plain`` or ``json`` form."""
     kopf.configure(log_format=kopf.LogFormat[log_format.upper()])
@@ -82,14 +93,14 @@ def run_operator(
     standard in-cluster and kubeconfig logins (tests point the operator at an
     emulated API server with it).
     """
+    if metrics_port is not None:
+        _serve_metrics(metrics_port)
     for handler in (
         [login] if login else [kopf.login_with_service_account, kopf.login_with_kubeconfig]
     ):
         if handler not in _LOGINS:
             kopf.on.login(registry=REGISTRY)(handler)
             _LOGINS.add(handler)
-    if metrics_port is not None:
-        start_http_server(metrics_port, registry=METRICS)
     settings = kopf.OperatorSettings()
     configure(settings)
     options: dict[str, Any] = {"clusterwide": not namespaces, "namespaces": list(namespaces)}

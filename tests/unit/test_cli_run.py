@@ -1,0 +1,44 @@
+"""``redis-audiences run`` refuses bad flags in one line, before starting."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from redis_audiences.cli import main
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--metrics-port", "99999"], "'99999' is not a port"),
+    (["--metrics-port", "http"], "'http' is not a port"),
+    (["--liveness", "notaurl"], "'notaurl' is not a liveness URL"),
+    (["--liveness", "http://0.0.0.0/healthz"], "is not a liveness URL"),
+    (["-n", "bad_namespace!"], "'bad_namespace!' is not a namespace name"),
+    (["-n", "Marketing"], "'Marketing' is not a namespace name"),
+])  # fmt: skip
+def test_run_refuses_a_bad_flag_naming_its_value(
+    args: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", *args])
+
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+def test_run_says_in_one_line_that_the_metrics_port_is_taken(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        code = main(["run", "--metrics-port", str(port)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"redis-audiences: cannot serve metrics on port {port}: Address already in use.\n"
