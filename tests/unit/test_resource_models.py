@@ -199,6 +199,9 @@ def test_invalid_audience_names_are_named_with_the_reason(name: str, fragments: 
             id="sync-mode-wrong-case",
         ),
         pytest.param(
+            {"suspend": "yes"}, "spec.suspend", ["valid boolean"], id="suspend-not-a-boolean"
+        ),
+        pytest.param(
             {"onWrongType": "Ignore"},
             "spec.onWrongType",
             ["'Skip' or 'Fail'", "(got 'Ignore')"],
@@ -237,6 +240,12 @@ def test_invalid_activation_specs_name_the_field_path_and_value(
             "spec.url",
             ["must not carry credentials"],
             id="url-with-password-only",
+        ),
+        pytest.param(
+            {"url": "redis://redis:6379/0?password=hunter2"},
+            "spec.url",
+            ["must not carry credentials"],
+            id="url-with-password-in-query",
         ),
         pytest.param(
             {"url": "http://redis:6379"}, "spec.url", ["'^rediss?://'"], id="url-not-redis"

@@ -11,11 +11,18 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 GROUP = "audiences.dev"
@@ -57,7 +64,7 @@ class TlsSpec(Model):
     client_cert_secret_ref: LocalObjectRef | None = Field(
         None, description="A kubernetes.io/tls Secret (tls.crt, tls.key) for mutual TLS."
     )
-    insecure_skip_verify: bool | None = Field(
+    insecure_skip_verify: StrictBool | None = Field(
         None, description="Do not verify the server certificate. For tests only."
     )
 
@@ -127,7 +134,9 @@ class RedisDestinationSpec(Model):
     @field_validator("url")
     @classmethod
     def _url_has_no_credentials(cls, url: str | None) -> str | None:
-        if url is not None and (urlsplit(url).username or urlsplit(url).password):
+        query = {name.lower() for name, _ in parse_qsl(urlsplit(url or "").query)}
+        in_query = query & {"password", "username", "user"}
+        if url is not None and (urlsplit(url).username or urlsplit(url).password or in_query):
             raise ValueError(
                 "url must not carry credentials; put the whole URL in urlSecretRef "
                 "or use usernameSecretRef and passwordSecretRef"
@@ -323,7 +332,7 @@ class Safety(Model):
             "Refuse a run that would remove more than this share of current members (default 50)."
         ),
     )
-    allow_empty_source: bool | None = Field(
+    allow_empty_source: StrictBool | None = Field(
         None,
         description=(
             "A source returning no keys is an error unless true; when true it empties the audience."
@@ -365,8 +374,8 @@ class RedisAudienceActivationSpec(Model):
     schedule: Schedule | None = Field(
         None, description=("When to run; without it, runs happen on change and on request only.")
     )
-    suspend: bool | None = Field(None, description="No scheduled runs while true.")
-    dry_run: bool | None = Field(None, description="Plan and report, write nothing.")
+    suspend: StrictBool | None = Field(None, description="No scheduled runs while true.")
+    dry_run: StrictBool | None = Field(None, description="Plan and report, write nothing.")
     safety: Safety | None = Field(None, description="Safety guards.")
     on_wrong_type: Literal["Skip", "Fail"] | None = Field(
         None,
