@@ -10,6 +10,8 @@ KMock stores objects and streams watch events, but it is not an API server.
 * status-subresource semantics for the project's kinds: a PATCH to
   ``.../status`` changes only ``status``, and a PATCH to the object ignores
   ``status`` (Kopf's peering kinds have no status subresource);
+* a failed JSON-patch ``test`` answers 422 (KMock answers 500, which Kopf
+  retries instead of re-reading the object);
 * Kopf's ``ClusterKopfPeering`` kind, which the chart's CRDs would install.
 
 KMock and the operator each run in a thread with their own event loop: the
@@ -36,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import kopf
 import pytest
 from kmock._internal import apps, enums, k8s, rendering
@@ -57,7 +60,10 @@ class RealisticEmulator(k8s.KubernetesEmulator):  # type: ignore[misc]
                 self._on_create(data)
             elif request.action == enums.action.UPDATE:
                 self._on_update(request, data)
-        return await super()._handle(request)
+        try:
+            return await super()._handle(request)
+        except jsonpatch.JsonPatchTestFailed as error:
+            raise k8s.KubernetesError(status=422, reason="Invalid", message=str(error)) from None
 
     @staticmethod
     def _on_create(data: dict[str, Any]) -> None:

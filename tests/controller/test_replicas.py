@@ -138,3 +138,22 @@ def test_the_operator_command_serves_liveness_and_metrics(
     assert alive.status == 200
     assert b'redis_audiences_runs_total{activation="vip"' in exposed
     assert process.process.returncode == 0
+
+
+def test_an_operator_started_after_its_objects_exist_syncs_each_once(
+    cluster: Cluster, r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    cluster.create(destination(redis_url))
+    obj = cluster.create(activation(["user:1"]))
+
+    process = OperatorProcess(cluster, tmp_path)
+    try:
+        synced = cluster.wait(obj, lambda o: runs(o) == 1, timeout=30)
+        time.sleep(3)  # NB: a second run of the same start-up would post by now.
+        events = synced_events(cluster)
+    finally:
+        process.stop()
+
+    assert synced["status"]["phase"] == "Synced"
+    assert events == 1
+    assert r.smembers("user:1.dinmo_segments") == {b"vip"}
