@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -30,8 +31,10 @@ def test_run_refuses_a_bad_flag_naming_its_value(
 
 
 def test_run_says_in_one_line_that_the_metrics_port_is_taken(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    (tmp_path / "kubeconfig").write_text("{}")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
         taken.listen()
@@ -42,3 +45,17 @@ def test_run_says_in_one_line_that_the_metrics_port_is_taken(
     err = capsys.readouterr().err
     assert code == 2
     assert err == f"redis-audiences: cannot serve metrics on port {port}: Address already in use.\n"
+
+
+def test_run_without_kubernetes_credentials_says_so_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+
+    code = main(["run"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("redis-audiences: no Kubernetes credentials: not in a cluster")
+    assert err.count("\n") == 1

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -38,6 +40,7 @@ WATCH_SERVER_TIMEOUT = 300
 WATCH_CLIENT_TIMEOUT = 330
 PRIORITY_RANGE = 2**31 - 1
 HANDLER_THREADS = 64
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -61,6 +64,17 @@ def configure(settings: kopf.OperatorSettings) -> None:
 
 class StartupError(Exception):
     """The operator cannot start as asked (a port in use, say)."""
+
+
+def _check_credentials() -> None:
+    """Fail at once, in one line, when there is nothing to log in with."""
+    in_cluster = os.environ.get("KUBERNETES_SERVICE_HOST") and SERVICE_ACCOUNT_TOKEN.exists()
+    configs = os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config"))
+    if not in_cluster and not any(Path(c).is_file() for c in configs.split(os.pathsep) if c):
+        raise StartupError(
+            "no Kubernetes credentials: not in a cluster (no service account token) "
+            f"and no kubeconfig at {configs!r}."
+        )
 
 
 def _serve_metrics(port: int) -> None:
@@ -93,6 +107,8 @@ def run_operator(
     standard in-cluster and kubeconfig logins (tests point the operator at an
     emulated API server with it).
     """
+    if login is None:
+        _check_credentials()
     if metrics_port is not None:
         _serve_metrics(metrics_port)
     for handler in (
@@ -107,14 +123,16 @@ def run_operator(
     if peering:
         chosen = random.randint(1, PRIORITY_RANGE) if priority is None else priority
         options.update(peering_name=peering, priority=chosen)
-    asyncio.run(
-        kopf.operator(
-            registry=REGISTRY,
-            settings=settings,
-            liveness_endpoint=liveness,
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
-            standalone=not peering,
-            **options,
-        )
+    operator = kopf.operator(
+        registry=REGISTRY,
+        settings=settings,
+        liveness_endpoint=liveness,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+        standalone=not peering,
+        **options,
     )
+    try:
+        asyncio.run(operator)
+    except kopf.LoginError as error:
+        raise StartupError(f"cannot log in to Kubernetes: {error}") from None
