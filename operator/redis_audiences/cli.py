@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         "--redis-url",
         metavar="URL",
         type=_redis_url,
-        help="use this Redis instead of the destination's (Standalone)",
+        help="use this Redis instead of the destination's (a Cluster stays a Cluster)",
     )
     sync.add_argument("--mode", choices=["full", "delta"], help="override syncMode")
     sync.add_argument(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
+from redis.cluster import RedisCluster
 
 from redis_audiences.membership import AudienceKeys
 from redis_audiences.membership.connection import RedisTarget, open_client, probe
@@ -298,3 +299,27 @@ def test_a_run_s_client_closes_every_socket_it_opened(
         gc.enable()
 
     assert after == before
+
+
+README_CLUSTER_ACL = "+cluster|slots +command"
+
+
+@pytest.mark.cluster
+def test_a_cluster_user_with_the_documented_rules_can_sync(
+    rc: RedisCluster, cluster_url: str, tmp_path: Path
+) -> None:
+    rules = ["on", ">pw-for-acl", *README_ACL.split(), *README_CLUSTER_ACL.split()]
+    rc.execute_command("ACL", "SETUSER", "audiences", *rules, target_nodes=RedisCluster.ALL_NODES)
+    try:
+        report = run(
+            tmp_path,
+            f"  mode: Cluster\n  url: {cluster_url}\n"
+            "  usernameSecretRef: {name: creds, key: user}\n"
+            "  passwordSecretRef: {name: creds, key: password}",
+            {"user": "audiences", "password": "pw-for-acl"},
+        )
+    finally:
+        rc.execute_command("ACL", "DELUSER", "audiences", target_nodes=RedisCluster.ALL_NODES)
+
+    assert report.outcome == "Succeeded", report.message  # type: ignore[attr-defined]
+    assert rc.smembers("a.dinmo_segments") == {b"vip"}

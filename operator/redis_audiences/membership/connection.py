@@ -105,6 +105,8 @@ def _connect(target: RedisTarget, options: dict[str, Any]) -> RedisClient:
         # NB: RedisCluster connects to its seed nodes while it is being built.
         if isinstance(error, RedisClusterException) and not isinstance(error, redis.RedisError):
             first_line = (str(error).splitlines() or [""])[0]
+            if "Cluster mode is not enabled" in first_line:
+                first_line += " (not a Cluster node, or the user may not run CLUSTER SLOTS)"
             raise ConnectionFailed(f"Redis unreachable: {first_line}") from None
         raise ConnectionFailed(describe_redis_error(error)) from None
 
