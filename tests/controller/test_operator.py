@@ -486,3 +486,23 @@ def test_a_typo_in_the_audience_name_stalls_without_touching_the_written_audienc
     assert gone(operator, obj)
     assert not r.exists("user:1.dinmo_segments")  # NB: deletion removes what was written.
     assert not r.exists("audiences:{vip}:meta")
+
+
+@pytest.mark.postgres
+def test_a_spec_changed_and_changed_back_during_a_run_is_observed(
+    operator: Cluster, redis_url: str
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    obj = create_slow_sql_activation(operator)
+    operator.wait(obj, lambda o: phase(o) == "Syncing")
+
+    operator.patch(obj, {"spec": {"syncMode": "Delta"}})
+    operator.patch(obj, {"spec": {"syncMode": "Full"}})  # NB: as it was: no handler runs.
+    generation = operator.get(obj)["metadata"]["generation"]
+    caught_up = operator.wait(obj, lambda o: o["status"].get("observedGeneration") == generation,
+                              timeout=30)  # fmt: skip
+
+    assert generation == 3
+    assert caught_up["status"]["phase"] == "Synced"
+    assert all(c["observedGeneration"] == 3 for c in caught_up["status"]["conditions"])

@@ -17,6 +17,7 @@ marks a due run ``Syncing`` on one tick and runs it on the next.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,7 @@ _RUNNING: dict[Any, threading.Lock] = {}
 _DELETING: set[Any] = set()
 _LAST_WRITTEN: dict[Any, tuple[str, str]] = {}
 _LAST_STATUS: dict[Any, dict[str, Any]] = {}
+_RAN_SPEC: dict[Any, dict[str, Any]] = {}
 
 
 @kopf.on.create(*ACTIVATIONS, registry=REGISTRY)
@@ -197,6 +199,22 @@ def schedule_tick(
         patch.status.update(statuses.syncing(status, generation=generation, trigger="Retry"))
     elif due and spec.get("schedule"):
         patch.status.update(statuses.syncing(status, generation=generation, trigger="Schedule"))
+    elif _already_ran(body, status, generation):
+        patch.status.update(statuses.observed(status, generation=generation))
+
+
+def _already_ran(body: kopf.Body, status: Mapping[str, Any], generation: int) -> bool:
+    """A newer generation whose spec equals the one the last run used.
+
+    A spec changed and changed back during a run triggers no handler (it
+    equals what was handled), yet bumps the generation; without this the
+    status would never catch up and kstatus would wait forever.
+    """
+    if status.get("phase") in (None, "Syncing", "Pending"):
+        return False
+    if generation <= (status.get("observedGeneration") or 0):
+        return False
+    return _RAN_SPEC.get(body["metadata"].get("uid")) == dict(body.get("spec") or {})
 
 
 def _timer_trigger(status: Mapping[str, Any]) -> str | None:
@@ -254,6 +272,7 @@ def _run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: A
 
     lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
     report = sync_activation(activation, destination, lookup, Overrides(trigger=trigger))
+    _RAN_SPEC[uid] = copy.deepcopy(dict(body.get("spec") or {}))
     status = _status_after(activation, previous, report, generation=generation or 0)
     patch.status.update(status)
     _LAST_STATUS[uid] = {**previous, **status}

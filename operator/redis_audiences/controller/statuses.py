@@ -104,6 +104,12 @@ def finished(
     return status
 
 
+def observed(previous: Mapping[str, Any], *, generation: int) -> Status:
+    """The same status, now about ``generation`` (whose spec already ran)."""
+    conditions = [{**c, "observedGeneration": generation} for c in previous.get("conditions") or []]
+    return {"observedGeneration": generation, "conditions": conditions}
+
+
 def stalled(previous: Mapping[str, Any], *, generation: int, reason: str, message: str) -> Status:
     """Status of an activation that cannot run until its spec changes."""
     conditions = list(previous.get("conditions") or [])
