@@ -199,6 +199,15 @@ def test_invalid_audience_names_are_named_with_the_reason(name: str, fragments: 
             id="sync-mode-wrong-case",
         ),
         pytest.param(
+            {
+                "source": {"configMap": {"name": "lists", "key": "vip.csv"}},
+                "fieldMapping": {"redisKey": "key"},
+            },
+            "spec",
+            ["no effect on a lines configMap", "csv or ndjson"],
+            id="field-mapping-on-lines",
+        ),
+        pytest.param(
             {"suspend": "yes"}, "spec.suspend", ["valid boolean"], id="suspend-not-a-boolean"
         ),
         pytest.param(

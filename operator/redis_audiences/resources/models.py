@@ -353,7 +353,15 @@ class RedisAudienceActivationSpec(Model):
                         "|| self.source.configMap.format == 'lines')"
                     ),
                     "message": "fieldMapping.redisKey is required for sql, csv and ndjson sources",
-                }
+                },
+                {
+                    "rule": (
+                        "!has(self.fieldMapping) || !has(self.source.configMap) || "
+                        "has(self.source.configMap.format) && "
+                        "self.source.configMap.format != 'lines'"
+                    ),
+                    "message": "fieldMapping.redisKey has no effect on a lines configMap",
+                },
             ]
         }
     )
@@ -398,6 +406,12 @@ class RedisAudienceActivationSpec(Model):
     @model_validator(mode="after")
     def _key_field_when_needed(self) -> RedisAudienceActivationSpec:
         config_map = self.source.config_map
+        lines = config_map is not None and config_map.format in (None, "lines")
+        if lines and self.field_mapping is not None:
+            raise ValueError(
+                "fieldMapping.redisKey has no effect on a lines configMap (one key a line); "
+                "set source.configMap.format to csv or ndjson, or remove fieldMapping"
+            )
         if self.source.kind == "sql":
             needs = "sql"
         elif config_map is not None and config_map.format in ("csv", "ndjson"):
