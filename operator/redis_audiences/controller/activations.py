@@ -13,6 +13,15 @@ announced first: each run-triggering handler has an ``announce`` twin,
 registered before it, that sets phase ``Syncing`` (Kopf's default lifecycle
 runs one handler per cycle and applies its patch before the next). A timer
 marks a due run ``Syncing`` on one tick and runs it on the next.
+
+``status.appliedAudience`` records where a run wrote; deletion and renames
+remove the audience from there, so an invalid edit or a stalled duplicate
+never removes what another spec wrote.
+
+Limitations: changing a destination's ``url`` (not the ``destinationRef``)
+moves nothing: the old Redis keeps the audience. A cron time that a
+daylight-saving change repeats (02:30 on the autumn night in Europe) runs
+twice, as croniter reports it twice.
 """
 
 from __future__ import annotations
