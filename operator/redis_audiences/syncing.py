@@ -208,8 +208,12 @@ def _well_formed(url: str | None, ref: Any) -> str | None:
     """
     if url is None:
         return None
-    parts = urlsplit(url)
-    if parts.fragment or "@" in parts.path + parts.query:
+    try:
+        parts = urlsplit(url)
+        malformed = bool(parts.fragment) or "@" in parts.path + parts.query
+    except ValueError:  # NB: its message quotes the piece it could not parse.
+        malformed = True
+    if malformed:
         raise ManifestError(
             f"the Redis URL in Secret {ref.name!r} (key {ref.key!r}) is malformed; "
             "percent-encode special characters of the user name and password."

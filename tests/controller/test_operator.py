@@ -506,3 +506,51 @@ def test_a_spec_changed_and_changed_back_during_a_run_is_observed(
     assert generation == 3
     assert caught_up["status"]["phase"] == "Synced"
     assert all(c["observedGeneration"] == 3 for c in caught_up["status"]["conditions"])
+
+
+@pytest.mark.parametrize("change", [
+    {"destinationRef": {"name": "lcoal"}},
+    {"audienceName": "vip2", "dryRun": True},
+])  # fmt: skip
+def test_a_move_that_cannot_land_leaves_the_written_audience_in_place(
+    operator: Cluster, r: redis.Redis, redis_url: str, change: dict[str, Any]
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    obj = operator.create(activation(["user:1"]))
+    operator.wait(obj, lambda o: runs(o) == 1)
+
+    operator.patch(obj, {"spec": change})
+    operator.wait(obj, lambda o: phase(o) == "Pending" or o["status"]["observedGeneration"] == 2)
+    time.sleep(2)  # NB: a removal of the old audience would have landed by now.
+
+    assert r.smembers("user:1.dinmo_segments") == {b"vip"}
+    assert r.exists("audiences:{vip}:meta")
+
+
+def test_a_rename_onto_an_audience_another_activation_writes_moves_nothing(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    first = operator.create(activation(["user:1"]))
+    other = activation(["user:2"], audienceName="other")
+    other["metadata"]["name"] = "other"
+    operator.create(other)
+    operator.wait(first, lambda o: runs(o) == 1)
+    operator.wait(other, lambda o: runs(o) == 1)
+
+    operator.patch(first, {"spec": {"audienceName": "other"}})
+    stalled = operator.wait(
+        first,
+        lambda o: any(
+            c["type"] == "Stalled" and c["reason"] == "AudienceConflict"
+            for c in o["status"].get("conditions") or []
+        ),
+    )
+    delete(operator, first)
+
+    assert stalled["status"]["appliedAudience"]["audienceName"] == "vip"
+    assert gone(operator, first)
+    assert not r.exists("user:1.dinmo_segments")  # NB: its own audience goes with it,
+    assert r.smembers("user:2.dinmo_segments") == {b"other"}  # the other one's stays.

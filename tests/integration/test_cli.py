@@ -451,6 +451,15 @@ def password_with_an_unescaped_hash_in_a_secret_url(redis_url: str) -> list[Docu
     ]
 
 
+def password_with_brackets_in_a_secret_url(redis_url: str) -> list[Document]:
+    # NB: urllib then reads an IPv6 host and quotes the bracketed piece.
+    return [
+        secret("redis", url="redis://default:ab[s3cr3t]cd@127.0.0.1:1/0"),
+        destination(urlSecretRef={"name": "redis", "key": "url"}),
+        activation("vip", ["u:1"]),
+    ]
+
+
 def password_secret_refused_by_redis(redis_url: str) -> list[Document]:
     return [
         secret("redis", user="nobody", password="s3cr3t"),
@@ -492,6 +501,7 @@ def password_in_an_unreachable_database_url(redis_url: str) -> list[Document]:
         (password_in_an_unreachable_secret_url, 1),
         (password_in_a_malformed_secret_url, 2),
         (password_with_an_unescaped_hash_in_a_secret_url, 2),
+        (password_with_brackets_in_a_secret_url, 2),
         (password_secret_refused_by_redis, 1),
         (password_written_in_place_of_a_ref, 2),
         (password_in_an_unreachable_database_url, 1),
@@ -501,6 +511,7 @@ def password_in_an_unreachable_database_url(redis_url: str) -> list[Document]:
         "unreachable-url",
         "malformed-url",
         "unescaped-hash",
+        "brackets",
         "refused-password",
         "password-instead-of-ref",
         "database-url",

@@ -47,6 +47,24 @@ def test_run_says_in_one_line_that_the_metrics_port_is_taken(
     assert err == f"redis-audiences: cannot serve metrics on port {port}: Address already in use.\n"
 
 
+def test_run_says_in_one_line_that_the_liveness_port_is_taken(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "kubeconfig").write_text("{}")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        code = main(["run", "--liveness", f"http://0.0.0.0:{port}/healthz"])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"redis-audiences: cannot serve liveness on port {port}: Address already in use.\n"
+    )
+
+
 def test_run_without_kubernetes_credentials_says_so_in_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -133,3 +133,12 @@ def test_a_run_that_waited_for_another_builds_on_the_status_that_run_wrote() -> 
 
     assert activations._newest_status("uid-1", older) == newer
     assert activations._newest_status("uid-2", older) == older
+
+
+def test_a_retry_started_by_the_timer_still_doubles_the_last_wait() -> None:
+    failed = {"outcome": "Failed", "finishedAt": "2026-12-04T10:00:00Z"}
+    announced = {"phase": "Syncing", "nextSyncTime": "2026-12-04T10:00:20Z", "lastRun": failed}
+
+    retry = datetime.fromisoformat(activations._retry_time(announced).replace("Z", "+00:00"))
+
+    assert 39 <= (retry - datetime.now(UTC)).total_seconds() <= 41

@@ -61,7 +61,6 @@ TIMER_TRIGGERS = ("Schedule", "Retry")
 DESTINATION_WAIT_SECONDS = 10.0
 _RUNNING: dict[Any, threading.Lock] = {}
 _DELETING: set[Any] = set()
-_LAST_WRITTEN: dict[Any, tuple[str, str]] = {}
 _LAST_STATUS: dict[Any, dict[str, Any]] = {}
 _RAN_SPEC: dict[Any, dict[str, Any]] = {}
 
@@ -74,16 +73,8 @@ def spec_announced(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 
 @kopf.on.create(*ACTIVATIONS, registry=REGISTRY)
 @kopf.on.update(*ACTIVATIONS, field="spec", registry=REGISTRY)
-def spec_changed(body: kopf.Body, patch: kopf.Patch, old: Any, **indexes: Any) -> None:
-    """Run on a new spec; a renamed or moved audience drops the old first.
-
-    Only a valid new spec moves anything: a typo in ``audienceName`` stalls
-    the activation and leaves the audience it wrote where it is.
-    """
-    written, wanted = _written(body, old), _valid_placement(body.get("spec") or {})
-    if written and wanted and written != wanted:
-        _remove_or_retry(body, indexes, reason="AudienceMoved", placement=written)
-        patch.status["appliedAudience"] = {}
+def spec_changed(body: kopf.Body, patch: kopf.Patch, **indexes: Any) -> None:
+    """Run on a new spec (a renamed or moved audience moves in the run)."""
     run_activation("SpecChange", body, patch, indexes)
 
 
@@ -94,7 +85,7 @@ def deleted(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, **indexes: Any) -
         uid = meta.get("uid", id(body))
         _DELETING.add(uid)  # NB: no run starts from here on, not even a due one.
         with _RUNNING.setdefault(uid, threading.Lock()):  # a run in flight lands first
-            written = _written(body, None) or _LAST_WRITTEN.get(uid)
+            written = _written(_newest_status(uid, dict(body.get("status") or {})), spec)
             if written:  # NB: a stalled duplicate never wrote the owner's audience.
                 _remove_or_retry(body, indexes, reason="CleanupPending", placement=written)
 
@@ -121,18 +112,17 @@ def _valid_placement(spec: Mapping[str, Any]) -> Placement | None:
     return parsed.audience_name, parsed.destination_ref.name
 
 
-def _written(body: kopf.Body, old: Mapping[str, Any] | None) -> Placement | None:
+def _written(status: Mapping[str, Any], spec: Mapping[str, Any]) -> Placement | None:
     """Where this activation has written its audience, from its status.
 
-    ``status.appliedAudience`` says it; a status from before that field
-    falls back to the previous spec when a run that writes has happened.
+    ``status.appliedAudience`` says it (empty after a move removed it); when
+    the field is missing altogether but a run wrote, the valid current spec.
     """
-    status = body.get("status") or {}
-    applied = status.get("appliedAudience") or {}
-    if applied.get("audienceName") and applied.get("destinationName"):
+    applied = status.get("appliedAudience")
+    if applied and applied.get("audienceName") and applied.get("destinationName"):
         return str(applied["audienceName"]), str(applied["destinationName"])
     wrote = any(not run.get("dryRun") for run in status.get("history") or [])
-    return _valid_placement(old) if old and wrote and "appliedAudience" not in status else None
+    return _valid_placement(spec) if applied is None and wrote else None
 
 
 def _remove_or_retry(body: kopf.Body, indexes: Any, *, reason: str, placement: Placement) -> None:
@@ -204,7 +194,10 @@ def schedule_tick(
         run_activation(trigger if marked == "Retry" else marked, body, patch, indexes, wait=False)
     elif spec.get("suspend"):
         _mark_suspended(status, patch, generation=generation, marked=marked is not None)
-    elif due and status.get("phase") in ("Failed", "Pending"):
+    elif due and status.get("phase") == "Pending":  # NB: no Syncing flash while it waits
+        trigger = (status.get("lastRun") or {}).get("trigger", "SpecChange")
+        run_activation(trigger, body, patch, indexes, wait=False)
+    elif due and status.get("phase") == "Failed":
         patch.status.update(statuses.syncing(status, generation=generation, trigger="Retry"))
     elif due and spec.get("schedule"):
         patch.status.update(statuses.syncing(status, generation=generation, trigger="Schedule"))
@@ -278,6 +271,7 @@ def _run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: A
     destination = _ready_destination(activation, indexes["destination_index"], patch, body)
     if destination is None:
         return
+    _move_if_placed_elsewhere(activation, previous, body, patch, indexes)
 
     lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
     report = sync_activation(activation, destination, lookup, Overrides(trigger=trigger))
@@ -293,6 +287,29 @@ def _run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: A
         kopf.info(body, reason="Synced", message=f"{report.mode} run {report.id}: {counts}.")
     else:
         kopf.warn(body, reason=report.outcome, message=report.message or report.outcome)
+
+
+def _move_if_placed_elsewhere(
+    activation: RedisAudienceActivation,
+    previous: dict[str, Any],
+    body: kopf.Body,
+    patch: kopf.Patch,
+    indexes: Any,
+) -> None:
+    """Remove the audience from where it was written, if not where it goes.
+
+    Runs once the new destination is ready and no one else claims the new
+    audience, so a typo or a conflict never takes the live audience down; a
+    dry run moves nothing.
+    """
+    spec = activation.spec
+    written = _written(previous, dict(body.get("spec") or {}))
+    if spec.dry_run or not written or written == (spec.audience_name, spec.destination_ref.name):
+        return
+    _remove_or_retry(body, indexes, reason="AudienceMoved", placement=written)
+    cleared = {"audienceName": None, "destinationName": None}
+    previous["appliedAudience"] = patch.status["appliedAudience"] = cleared
+    _LAST_STATUS[activation.meta.uid] = {**previous}
 
 
 def _status_after(
@@ -313,7 +330,6 @@ def _status_after(
     if not report.dry_run and report.outcome != "Blocked":
         placement = (activation.spec.audience_name, activation.spec.destination_ref.name)
         status["appliedAudience"] = {"audienceName": placement[0], "destinationName": placement[1]}
-        _LAST_WRITTEN[activation.meta.uid] = placement
     return status
 
 
@@ -340,11 +356,9 @@ def _next_sync(activation: RedisAudienceActivation) -> str | None:
 
 def _retry_time(previous: Mapping[str, Any]) -> str:
     """When to retry a failed run: double the last wait after a failure."""
-    waited = None
-    if previous.get("phase") in ("Failed", "Pending") and previous.get("nextSyncTime"):
-        last = (previous.get("lastRun") or {}).get("finishedAt")
-        if last and (previous.get("lastRun") or {}).get("outcome") == "Failed":
-            waited = (_parse(previous["nextSyncTime"]) - _parse(last)).total_seconds()
+    waited, last = None, previous.get("lastRun") or {}
+    if last.get("outcome") == "Failed" and last.get("finishedAt") and previous.get("nextSyncTime"):
+        waited = (_parse(previous["nextSyncTime"]) - _parse(last["finishedAt"])).total_seconds()
     moment = datetime.now(UTC) + timedelta(seconds=next_retry_delay(waited))
     return statuses.rfc3339(moment)
 
@@ -430,6 +444,8 @@ def _ready_destination(
             conditions = statuses.set_condition(
                 conditions, kind, value, "DestinationNotReady", message, generation
             )
+        if (body.get("status") or {}).get("phase") != "Pending":
+            kopf.warn(body, reason="DestinationNotReady", message=message)
         retry = datetime.now(UTC) + timedelta(seconds=DESTINATION_WAIT_SECONDS)
         patch.status.update(
             {"phase": "Pending", "conditions": conditions, "nextSyncTime": statuses.rfc3339(retry)}

@@ -20,10 +20,12 @@ import asyncio
 import logging
 import os
 import random
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kopf
 from prometheus_client import start_http_server
@@ -77,6 +79,18 @@ def _check_credentials() -> None:
         )
 
 
+def _check_port_free(liveness: str) -> None:
+    """Refuse a liveness URL whose port is taken before Kopf fails on it."""
+    parts = urlsplit(liveness)
+    with socket.socket(socket.AF_INET6 if ":" in (parts.hostname or "") else socket.AF_INET) as s:
+        try:
+            s.bind((parts.hostname or "0.0.0.0", parts.port or 80))
+        except OSError as error:
+            raise StartupError(
+                f"cannot serve liveness on port {parts.port}: {error.strerror}."
+            ) from None
+
+
 def _serve_metrics(port: int) -> None:
     try:
         start_http_server(port, registry=METRICS)
@@ -109,6 +123,8 @@ def run_operator(
     """
     if login is None:
         _check_credentials()
+    if liveness is not None:
+        _check_port_free(liveness)
     if metrics_port is not None:
         _serve_metrics(metrics_port)
     for handler in (
