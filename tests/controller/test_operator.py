@@ -554,3 +554,25 @@ def test_a_rename_onto_an_audience_another_activation_writes_moves_nothing(
     assert gone(operator, first)
     assert not r.exists("user:1.dinmo_segments")  # NB: its own audience goes with it,
     assert r.smembers("user:2.dinmo_segments") == {b"other"}  # the other one's stays.
+
+
+def test_a_stalled_duplicate_says_so_once_and_takes_over_when_the_owner_goes(
+    operator: Cluster, r: redis.Redis, redis_url: str
+) -> None:
+    operator.create(destination(redis_url))
+    operator.wait(destination(redis_url), ready)
+    owner = operator.create(activation(["user:1"]))
+    operator.wait(owner, lambda o: runs(o) == 1)
+    duplicate = activation(["user:2"])
+    duplicate["metadata"]["name"] = "vip-copy"
+    operator.create(duplicate)
+    operator.wait(duplicate, lambda o: phase(o) == "Failed")
+
+    delete(operator, owner)
+    taken_over = operator.wait(duplicate, lambda o: phase(o) == "Synced", timeout=60)
+
+    warnings = [e for e in operator.events() if e.get("reason") == "AudienceConflict"]
+    assert len(warnings) == 1
+    assert taken_over["status"]["appliedAudience"]["audienceName"] == "vip"
+    assert r.smembers("user:2.dinmo_segments") == {b"vip"}
+    assert not r.exists("user:1.dinmo_segments")

@@ -59,6 +59,7 @@ SKIP_CLEANUP = "audiences.dev/skip-cleanup"
 SCHEDULE_TICK_SECONDS = 2.0
 TIMER_TRIGGERS = ("Schedule", "Retry")
 DESTINATION_WAIT_SECONDS = 10.0
+CONFLICT_RECHECK_SECONDS = 30.0
 _RUNNING: dict[Any, threading.Lock] = {}
 _DELETING: set[Any] = set()
 _LAST_STATUS: dict[Any, dict[str, Any]] = {}
@@ -194,7 +195,8 @@ def schedule_tick(
         run_activation(trigger if marked == "Retry" else marked, body, patch, indexes, wait=False)
     elif spec.get("suspend"):
         _mark_suspended(status, patch, generation=generation, marked=marked is not None)
-    elif due and status.get("phase") == "Pending":  # NB: no Syncing flash while it waits
+    elif due and (status.get("phase") == "Pending" or _conflicted(status)):
+        # NB: no Syncing flash while it waits for a destination or an audience.
         trigger = (status.get("lastRun") or {}).get("trigger", "SpecChange")
         run_activation(trigger, body, patch, indexes, wait=False)
     elif due and status.get("phase") == "Failed":
@@ -217,6 +219,12 @@ def _already_ran(body: kopf.Body, status: Mapping[str, Any], generation: int) ->
     if generation <= (status.get("observedGeneration") or 0):
         return False
     return _RAN_SPEC.get(body["metadata"].get("uid")) == dict(body.get("spec") or {})
+
+
+def _conflicted(status: Mapping[str, Any]) -> bool:
+    conditions = status.get("conditions") or []
+    return any(c.get("type") == "Stalled" and c.get("reason") == "AudienceConflict"
+               and c.get("status") == "True" for c in conditions)  # fmt: skip
 
 
 def _timer_trigger(status: Mapping[str, Any]) -> str | None:
@@ -267,7 +275,8 @@ def _run_activation(trigger: str, body: kopf.Body, patch: kopf.Patch, indexes: A
     activation = _parse_activation(body, patch, generation)
     if activation is None:
         return
-    _refuse_conflict(activation, indexes["claim_index"], patch, body)
+    if _refuse_conflict(activation, indexes["claim_index"], patch, body):
+        return
     destination = _ready_destination(activation, indexes["destination_index"], patch, body)
     if destination is None:
         return
@@ -395,11 +404,12 @@ def _parse_activation(
 
 def _refuse_conflict(
     activation: RedisAudienceActivation, index: ObjectIndex, patch: kopf.Patch, body: kopf.Body
-) -> None:
+) -> bool:
     """Of two activations of one audience and destination, one runs.
 
     The one that already wrote the audience keeps it; between two that have
-    not, the older (then the first by name). The other stalls.
+    not, the older (then the first by name). The other stalls, says so once
+    and checks again every ``CONFLICT_RECHECK_SECONDS``.
     """
     place = (
         activation.meta.namespace,
@@ -408,22 +418,25 @@ def _refuse_conflict(
     )
     claims = sorted(index.get(place, []))
     if not claims or claims[0][-1] == activation.meta.name:
-        return
+        return False
     message = (
         f"audience {activation.spec.audience_name!r} on destination "
         f"{place[1]!r} is claimed by activation {claims[0][-1]!r}, which "
         f"{'writes it already' if not claims[0][0] else 'is older'}."
     )
-    patch.status.update(
-        statuses.stalled(
-            dict(body.get("status") or {}),
-            reason="AudienceConflict",
-            message=message,
-            generation=activation.meta.generation or 0,
-        )
+    previous = dict(body.get("status") or {})
+    stalled = statuses.stalled(
+        previous,
+        reason="AudienceConflict",
+        message=message,
+        generation=activation.meta.generation or 0,
     )
-    kopf.warn(body, reason="AudienceConflict", message=message)
-    raise kopf.TemporaryError(message, delay=30)
+    recheck = datetime.now(UTC) + timedelta(seconds=CONFLICT_RECHECK_SECONDS)
+    patch.status.update({**stalled, "nextSyncTime": statuses.rfc3339(recheck)})
+    conditions = previous.get("conditions") or []
+    if not any(c.get("reason") == "AudienceConflict" for c in conditions):
+        kopf.warn(body, reason="AudienceConflict", message=message)
+    return True
 
 
 def _ready_destination(
