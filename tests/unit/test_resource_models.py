@@ -208,6 +208,12 @@ def test_invalid_audience_names_are_named_with_the_reason(name: str, fragments: 
             id="field-mapping-on-lines",
         ),
         pytest.param(
+            {"schedule": {"interval": "1h", "timeZone": "Europe/Paris"}},
+            "spec.schedule",
+            ["'Europe/Paris' applies to cron only"],
+            id="time-zone-with-interval",
+        ),
+        pytest.param(
             {"suspend": "yes"}, "spec.suspend", ["valid boolean"], id="suspend-not-a-boolean"
         ),
         pytest.param(

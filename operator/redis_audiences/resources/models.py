@@ -262,7 +262,11 @@ class Schedule(Model):
                 {
                     "rule": "has(self.cron) != has(self.interval)",
                     "message": "set exactly one of cron and interval",
-                }
+                },
+                {
+                    "rule": "!has(self.timeZone) || has(self.cron)",
+                    "message": "timeZone applies to cron only",
+                },
             ]
         }
     )
@@ -310,6 +314,8 @@ class Schedule(Model):
     def _cron_or_interval(self) -> Schedule:
         if (self.cron is None) == (self.interval is None):
             raise ValueError("schedule needs exactly one of cron and interval")
+        if self.time_zone is not None and self.cron is None:
+            raise ValueError(f"timeZone {self.time_zone!r} applies to cron only, not to interval")
         return self
 
     @property
