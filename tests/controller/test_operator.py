@@ -38,6 +38,15 @@ def ready(obj: Any) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+def synced(cluster: Cluster, redis_url: str, obj: dict[str, Any]) -> Any:
+    """Create the local destination and ``obj``; wait for its first run."""
+    cluster.create(destination(redis_url))
+    cluster.wait(destination(redis_url), ready)
+    created = cluster.create(obj)
+    cluster.wait(created, lambda o: runs(o) == 1)
+    return created
+
+
 def runs(obj: Any) -> int:
     return len((obj.get("status") or {}).get("history") or [])
 
@@ -62,10 +71,7 @@ def test_a_new_activation_is_synced_with_counts_and_the_right_sets(
 def test_a_spec_change_runs_again_and_a_status_patch_does_not(
     operator: Cluster, r: redis.Redis, redis_url: str
 ) -> None:
-    operator.create(destination(redis_url))
-    operator.wait(destination(redis_url), ready)
-    obj = operator.create(activation(["user:1"]))
-    operator.wait(obj, lambda o: runs(o) == 1)
+    obj = synced(operator, redis_url, activation(["user:1"]))
 
     operator.patch(obj, {"status": {"note": "touched"}}, status=True)
     operator.patch(obj, {"spec": {"source": {"inline": {"keys": ["user:2"]}}}})
@@ -80,10 +86,7 @@ def test_a_spec_change_runs_again_and_a_status_patch_does_not(
 def test_the_annotation_requests_a_manual_run(
     operator: Cluster, r: redis.Redis, redis_url: str
 ) -> None:
-    operator.create(destination(redis_url))
-    operator.wait(destination(redis_url), ready)
-    obj = operator.create(activation(["user:1"]))
-    operator.wait(obj, lambda o: runs(o) == 1)
+    obj = synced(operator, redis_url, activation(["user:1"]))
     r.srem("user:1.dinmo_segments", "vip")  # someone broke the audience by hand
 
     operator.patch(
@@ -245,10 +248,7 @@ def test_deleting_an_activation_follows_its_deletion_policy(
 def test_renaming_the_audience_removes_the_old_name_first(
     operator: Cluster, r: redis.Redis, redis_url: str
 ) -> None:
-    operator.create(destination(redis_url))
-    operator.wait(destination(redis_url), ready)
-    obj = operator.create(activation(["user:1"]))
-    operator.wait(obj, lambda o: runs(o) == 1)
+    obj = synced(operator, redis_url, activation(["user:1"]))
 
     operator.patch(obj, {"spec": {"audienceName": "vip2"}})
     operator.wait(obj, lambda o: runs(o) == 2)
@@ -281,10 +281,7 @@ def test_deletion_waits_while_redis_is_down_until_cleanup_is_skipped(
 def test_the_newer_of_two_activations_of_one_audience_is_stalled(
     operator: Cluster, r: redis.Redis, redis_url: str
 ) -> None:
-    operator.create(destination(redis_url))
-    operator.wait(destination(redis_url), ready)
-    older = operator.create(activation(["user:1"]))
-    operator.wait(older, lambda o: runs(o) == 1)
+    synced(operator, redis_url, activation(["user:1"]))
 
     newer = activation(["user:2"])
     newer["metadata"]["name"] = "vip-copy"
@@ -353,10 +350,7 @@ def test_configmap_and_secret_references_are_read_from_the_cluster(
 
 
 def test_runs_are_counted_in_prometheus_metrics(operator: Cluster, redis_url: str) -> None:
-    operator.create(destination(redis_url))
-    operator.wait(destination(redis_url), ready)
-    obj = operator.create(activation(["user:1", "user:2"]))
-    operator.wait(obj, lambda o: runs(o) == 1)
+    synced(operator, redis_url, activation(["user:1", "user:2"]))
 
     exposed = generate_latest(METRICS).decode()
 
@@ -515,10 +509,7 @@ def test_a_spec_changed_and_changed_back_during_a_run_is_observed(
 def test_a_move_that_cannot_land_leaves_the_written_audience_in_place(
     operator: Cluster, r: redis.Redis, redis_url: str, change: dict[str, Any]
 ) -> None:
-    operator.create(destination(redis_url))
-    operator.wait(destination(redis_url), ready)
-    obj = operator.create(activation(["user:1"]))
-    operator.wait(obj, lambda o: runs(o) == 1)
+    obj = synced(operator, redis_url, activation(["user:1"]))
 
     operator.patch(obj, {"spec": change})
     operator.wait(obj, lambda o: phase(o) == "Pending" or o["status"]["observedGeneration"] == 2)
@@ -559,10 +550,7 @@ def test_a_rename_onto_an_audience_another_activation_writes_moves_nothing(
 def test_a_stalled_duplicate_says_so_once_and_takes_over_when_the_owner_goes(
     operator: Cluster, r: redis.Redis, redis_url: str
 ) -> None:
-    operator.create(destination(redis_url))
-    operator.wait(destination(redis_url), ready)
-    owner = operator.create(activation(["user:1"]))
-    operator.wait(owner, lambda o: runs(o) == 1)
+    owner = synced(operator, redis_url, activation(["user:1"]))
     duplicate = activation(["user:2"])
     duplicate["metadata"]["name"] = "vip-copy"
     operator.create(duplicate)

@@ -30,8 +30,17 @@ def test_run_refuses_a_bad_flag_naming_its_value(
     assert "Traceback" not in err
 
 
-def test_run_says_in_one_line_that_the_metrics_port_is_taken(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize(("flag", "value", "what"), [
+    ("--metrics-port", "{port}", "metrics"),
+    ("--liveness", "http://0.0.0.0:{port}/healthz", "liveness"),
+])  # fmt: skip
+def test_run_says_in_one_line_that_a_port_is_taken(
+    flag: str,
+    value: str,
+    what: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     (tmp_path / "kubeconfig").write_text("{}")
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
@@ -40,28 +49,11 @@ def test_run_says_in_one_line_that_the_metrics_port_is_taken(
         taken.listen()
         port = taken.getsockname()[1]
 
-        code = main(["run", "--metrics-port", str(port)])
-
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err == f"redis-audiences: cannot serve metrics on port {port}: Address already in use.\n"
-
-
-def test_run_says_in_one_line_that_the_liveness_port_is_taken(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    (tmp_path / "kubeconfig").write_text("{}")
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-    with socket.socket() as taken:
-        taken.bind(("0.0.0.0", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-
-        code = main(["run", "--liveness", f"http://0.0.0.0:{port}/healthz"])
+        code = main(["run", flag, value.format(port=port)])
 
     assert code == 2
     assert capsys.readouterr().err == (
-        f"redis-audiences: cannot serve liveness on port {port}: Address already in use.\n"
+        f"redis-audiences: cannot serve {what} on port {port}: Address already in use.\n"
     )
 
 
