@@ -117,12 +117,7 @@ def check_destination(
 
     Writes nothing. Raises ``ManifestError`` or ``MembershipError``.
     """
-    spec = destination.spec
-    keys = AudienceKeys(
-        audience="probe",
-        suffix=(spec.membership_suffix or DEFAULT_SUFFIX).encode(),
-        prefix=(spec.metadata_prefix or DEFAULT_PREFIX).encode(),
-    )
+    keys = destination_keys(destination, "probe")
     with open_client(redis_target(destination, lookup)) as client:
         version = probe(client)
         try:
@@ -131,18 +126,19 @@ def check_destination(
             raise ConnectionFailed(describe_redis_error(error)) from None
 
 
-def remove_activation_audience(
-    activation: RedisAudienceActivation, destination: RedisDestination, lookup: ObjectLookup
+def remove_audience_from(
+    destination: RedisDestination, audience: str, *, activation: str, lookup: ObjectLookup
 ) -> RunReport:
-    """Remove the activation's audience from every Set of its destination."""
-    options = run_options(activation, Overrides(trigger="Deletion"))
+    """Remove ``audience`` from every Set of ``destination`` for ``activation``.
+
+    Deletion and moves call it with where the activation last wrote, which
+    need not be what its spec says now.
+    """
+    options = RunOptions(mode="Full", activation=activation, trigger="Deletion")
     try:
-        target = redis_target(destination, lookup)
-        with open_client(target) as client:
-            return remove_audience(
-                client, audience_keys(activation, destination),
-                activation=activation.qualified_name,
-            )  # fmt: skip
+        with open_client(redis_target(destination, lookup)) as client:
+            keys = destination_keys(destination, audience)
+            return remove_audience(client, keys, activation=activation)
     except (ManifestError, MembershipError) as error:
         return failed_report(options, str(error))
 
@@ -191,9 +187,14 @@ def audience_keys(
     activation: RedisAudienceActivation, destination: RedisDestination
 ) -> AudienceKeys:
     """Key names of the activation's audience on its destination."""
+    return destination_keys(destination, activation.spec.audience_name)
+
+
+def destination_keys(destination: RedisDestination, audience: str) -> AudienceKeys:
+    """Key names of ``audience`` with the destination's suffix and prefix."""
     spec = destination.spec
     return AudienceKeys(
-        audience=activation.spec.audience_name,
+        audience=audience,
         suffix=(spec.membership_suffix or DEFAULT_SUFFIX).encode(),
         prefix=(spec.metadata_prefix or DEFAULT_PREFIX).encode(),
     )

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -50,7 +50,7 @@ from redis_audiences.resources import (
 )
 from redis_audiences.syncing import (
     Overrides,
-    remove_activation_audience,
+    remove_audience_from,
     sync_activation,
 )
 
@@ -132,13 +132,11 @@ def _remove_or_retry(body: kopf.Body, indexes: Any, *, reason: str, placement: P
     if (body["metadata"].get("annotations") or {}).get(SKIP_CLEANUP) == "true":
         kopf.info(body, reason="CleanupSkipped", message=f"{SKIP_CLEANUP} is true.")
         return
-    meta = ObjectMeta.model_validate(dict(body["metadata"]))
-    spec = RedisAudienceActivationSpec.model_validate({
-        "destinationRef": {"name": destination_name}, "audienceName": audience,
-        "source": {"inline": {"keys": []}},
-    })  # fmt: skip
-    activation = RedisAudienceActivation(meta, spec)
-    destination = _destination(activation, indexes["destination_index"])
+    meta = body["metadata"]
+    entry = _destination_entry(
+        indexes["destination_index"], meta.get("namespace"), destination_name
+    )
+    destination = _destination(entry)
     if destination is None:
         message = (
             f"RedisDestination {destination_name!r} is gone, so audience {audience!r} "
@@ -147,7 +145,8 @@ def _remove_or_retry(body: kopf.Body, indexes: Any, *, reason: str, placement: P
         kopf.warn(body, reason="AudienceLeftBehind", message=message)
         return
     lookup = IndexedLookup(indexes["secret_index"], indexes["config_map_index"])
-    report = remove_activation_audience(activation, destination, lookup)
+    qualified = f"{meta.get('namespace')}/{meta.get('name')}"
+    report = remove_audience_from(destination, audience, activation=qualified, lookup=lookup)
     if report.outcome != "Succeeded":
         message = (
             f"cannot remove audience {audience!r} yet: {report.message}; retrying "
@@ -368,8 +367,7 @@ def _retry_time(previous: Mapping[str, Any]) -> str:
     waited, last = None, previous.get("lastRun") or {}
     if last.get("outcome") == "Failed" and last.get("finishedAt") and previous.get("nextSyncTime"):
         waited = (_parse(previous["nextSyncTime"]) - _parse(last["finishedAt"])).total_seconds()
-    moment = datetime.now(UTC) + timedelta(seconds=next_retry_delay(waited))
-    return statuses.rfc3339(moment)
+    return statuses.rfc3339_in(next_retry_delay(waited))
 
 
 def _parse(moment: str) -> datetime:
@@ -431,10 +429,8 @@ def _refuse_conflict(
         message=message,
         generation=activation.meta.generation or 0,
     )
-    recheck = datetime.now(UTC) + timedelta(seconds=CONFLICT_RECHECK_SECONDS)
-    patch.status.update({**stalled, "nextSyncTime": statuses.rfc3339(recheck)})
-    conditions = previous.get("conditions") or []
-    if not any(c.get("reason") == "AudienceConflict" for c in conditions):
+    patch.status.update({**stalled, "nextSyncTime": statuses.rfc3339_in(CONFLICT_RECHECK_SECONDS)})
+    if not _conflicted(previous):
         kopf.warn(body, reason="AudienceConflict", message=message)
     return True
 
@@ -447,8 +443,10 @@ def _ready_destination(
     The retry is the schedule timer's (``nextSyncTime`` in ten seconds), so a
     run from any trigger waits for the destination the same way.
     """
-    destination = _destination(activation, index)
-    if destination is None or not _is_ready(index, activation):
+    spec = activation.spec
+    entry = _destination_entry(index, activation.meta.namespace, spec.destination_ref.name)
+    destination = _destination(entry)
+    if destination is None or not _is_ready(entry):
         name = activation.spec.destination_ref.name
         message = f"RedisDestination {name!r} is missing or not ready; the sync waits for it."
         generation = body["metadata"].get("generation") or 0
@@ -459,29 +457,29 @@ def _ready_destination(
             )
         if (body.get("status") or {}).get("phase") != "Pending":
             kopf.warn(body, reason="DestinationNotReady", message=message)
-        retry = datetime.now(UTC) + timedelta(seconds=DESTINATION_WAIT_SECONDS)
-        patch.status.update(
-            {"phase": "Pending", "conditions": conditions, "nextSyncTime": statuses.rfc3339(retry)}
-        )
+        retry = statuses.rfc3339_in(DESTINATION_WAIT_SECONDS)
+        patch.status.update({"phase": "Pending", "conditions": conditions, "nextSyncTime": retry})
         return None
     return destination
 
 
-def _destination(
-    activation: RedisAudienceActivation, index: ObjectIndex
-) -> RedisDestination | None:
-    """The activation's RedisDestination from the index, or None."""
-    found = list(index.get((activation.meta.namespace, activation.spec.destination_ref.name), []))
-    if not found:
+def _destination_entry(index: ObjectIndex, namespace: Any, name: str) -> Mapping[str, Any] | None:
+    """The indexed RedisDestination body ``namespace/name``, or None."""
+    found = list(index.get((namespace, name), []))
+    return found[-1] if found else None
+
+
+def _destination(entry: Mapping[str, Any] | None) -> RedisDestination | None:
+    """The destination of an index entry; None when missing or invalid."""
+    if entry is None:
         return None
     try:
-        meta = ObjectMeta.model_validate(found[-1]["metadata"])
-        return RedisDestination(meta, RedisDestinationSpec.model_validate(found[-1]["spec"]))
+        meta = ObjectMeta.model_validate(entry["metadata"])
+        return RedisDestination(meta, RedisDestinationSpec.model_validate(entry["spec"]))
     except ValidationError:
         return None
 
 
-def _is_ready(index: ObjectIndex, activation: RedisAudienceActivation) -> bool:
-    found = list(index.get((activation.meta.namespace, activation.spec.destination_ref.name), []))
-    conditions = (found[-1].get("status") or {}).get("conditions") or [] if found else []
+def _is_ready(entry: Mapping[str, Any] | None) -> bool:
+    conditions = ((entry or {}).get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

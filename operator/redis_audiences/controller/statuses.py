@@ -9,7 +9,7 @@ condition's ``lastTransitionTime`` changes only when its status does.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis_audiences.membership import RunReport
@@ -29,6 +29,11 @@ def rfc3339(moment: datetime) -> str:
 
 def now_rfc3339() -> str:
     return rfc3339(datetime.now(UTC))
+
+
+def rfc3339_in(seconds: float) -> str:
+    """The time ``seconds`` from now, as status spells it."""
+    return rfc3339(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
 def syncing(previous: Mapping[str, Any], *, generation: int, trigger: str) -> Status:
